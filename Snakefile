@@ -1,0 +1,37 @@
+# snakesweep: a hyper-parameter sweep of PyTorch training as a Snakemake workflow.
+# The sweep is defined in config/config.yaml (keys documented in config/README.md).
+
+
+from snakemake.utils import min_version, validate
+
+from snakesweep.snakemake_glue import check_sweep_config
+
+min_version("9.0")
+
+
+# The demo sweep, unless --configfile names another one: a sweep file stands on
+# its own and is never merged into the demo (--config overrides still apply).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+# Plain-language errors first (key, value, what is allowed), then Snakemake's
+# validation, which also fills in the schema's defaults.
+check_sweep_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.leaderboard.output,
+
+
+onsuccess:
+    print_summary()

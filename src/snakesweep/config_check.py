@@ -1,0 +1,89 @@
+"""Config errors a person can act on: the key at fault, what it holds, what is allowed.
+
+Snakemake's ``validate`` reports the first schema error with the whole schema
+fragment; this check runs first and turns the same schema into one line per
+problem, then adds what a schema cannot say (low < high, grid-able kinds).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import yaml
+
+from snakesweep.space import ConfigError
+from snakesweep.sweep import build_sweep
+
+
+def load_schema(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
+    """Raise :class:`ConfigError` listing every problem in ``config``; return quietly if none."""
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    messages = []
+    for error in errors:
+        for leaf in _leaves(error):
+            message = describe(leaf)
+            if message not in messages:
+                messages.append(message)
+    if messages:
+        raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
+    build_sweep(config)  # the checks a schema cannot express
+
+
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The most specific errors under an ``allOf``/``if-then`` wrapper."""
+    if error.context:
+        return [leaf for sub in error.context for leaf in _leaves(sub)]
+    return [error]
+
+
+def key_of(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """One line: ``key: problem; what is allowed``."""
+    key = key_of(error)
+    value = error.instance
+    kind = error.validator
+    if kind == "enum":
+        return f"{key}: {value!r} is not allowed; use one of {error.validator_value}"
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed)) if isinstance(value, Mapping) else []
+        return f"{key}: unknown key(s) {unknown}; allowed keys: {allowed}"
+    if kind == "required":
+        return f"{key}: missing required key {error.message.split(' ')[0]}"
+    if kind == "type":
+        return f"{key}: {value!r} is not of type {error.validator_value}"
+    if kind in ("minimum", "exclusiveMinimum"):
+        return f"{key}: must be >= {error.validator_value}, got {value!r}"
+    if kind == "minItems":
+        return f"{key}: must have at least {error.validator_value} item(s), got {value!r}"
+    if kind == "minProperties":
+        return f"{key}: must not be empty"
+    if kind == "pattern" and error.path != error.relative_path:
+        return f"{key}: {value!r} does not match {error.validator_value}"
+    if kind == "pattern":
+        where = (
+            f"{key}: name {value!r}"
+            if error.relative_schema_path[0] == "propertyNames"
+            else f"{key}: {value!r}"
+        )
+        return (
+            f"{where} is not allowed; it must match {error.validator_value} "
+            "(letters, digits and '_': it becomes a command-line option and a path component)"
+            if "parameters" in key
+            else f"{where} does not match {error.validator_value}"
+        )
+    return f"{key}: {error.message}"

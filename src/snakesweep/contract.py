@@ -1,0 +1,43 @@
+"""The contract between the workflow and a training script, in one place.
+
+A training script is started as ``python SCRIPT --<name> <value> ...`` (one
+argument per hyper-parameter, ``--epochs`` included) with these environment
+variables set. It appends one JSON object per line to ``metrics.jsonl`` in the
+trial folder (``epoch`` plus metric values) and exits with 0 when done,
+:data:`EXIT_CONTINUE` when it saved its state and wants another segment
+(deadline, preemption), :data:`EXIT_PRUNED` when it stopped itself because it
+was pruned, anything else when it failed.
+"""
+
+#: Exit code of a segment that checkpointed and must be continued later
+#: (EX_TEMPFAIL from sysexits.h: "try again later").
+EXIT_CONTINUE = 75
+#: Exit code of a trial that stopped itself because an asynchronous pruner
+#: (ASHA) ruled it out.
+EXIT_PRUNED = 76
+
+#: Folder where the trial keeps params, metrics, checkpoints and segments.
+ENV_TRIAL_DIR = "SNAKESWEEP_TRIAL_DIR"
+#: The trial id (a hash of its canonical parameters).
+ENV_TRIAL_ID = "SNAKESWEEP_TRIAL_ID"
+#: Stop (successfully) after this many epochs, even if ``--epochs`` is larger:
+#: a pruning rung's budget. Unset means train all ``--epochs``.
+ENV_STOP_AT_EPOCH = "SNAKESWEEP_STOP_AT_EPOCH"
+#: Unix time (seconds) by which the segment must have saved and exited.
+ENV_DEADLINE = "SNAKESWEEP_DEADLINE"
+#: Seconds kept free before the deadline for the final save and exit.
+ENV_DEADLINE_MARGIN = "SNAKESWEEP_DEADLINE_MARGIN"
+#: Checkpoint every N optimizer steps (0: off).
+ENV_CHECKPOINT_EVERY_STEPS = "SNAKESWEEP_CHECKPOINT_EVERY_STEPS"
+#: Checkpoint every T seconds of training (0: off).
+ENV_CHECKPOINT_EVERY_SECONDS = "SNAKESWEEP_CHECKPOINT_EVERY_SECONDS"
+#: How many checkpoints to keep.
+ENV_CHECKPOINT_KEEP = "SNAKESWEEP_CHECKPOINT_KEEP"
+#: Name of the metric the sweep optimises, and its mode (min or max).
+ENV_METRIC = "SNAKESWEEP_METRIC"
+ENV_MODE = "SNAKESWEEP_MODE"
+
+METRICS_FILE = "metrics.jsonl"
+PARAMS_FILE = "params.json"
+SEGMENTS_FILE = "segments.jsonl"
+CHECKPOINT_DIR = "checkpoints"

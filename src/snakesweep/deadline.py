@@ -1,0 +1,96 @@
+"""When must this segment stop? A job's end time, from SLURM or the environment.
+
+SLURM can change a running job's time limit (``scontrol update``), so the end
+time is re-read now and then instead of once at start.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from snakesweep.contract import ENV_DEADLINE
+
+#: How often a SLURM end time is re-read, in seconds.
+REFRESH_SECONDS = 60.0
+
+
+def parse_slurm_time(text: str) -> float | None:
+    """Parse squeue's ``%e`` (``2026-11-22T10:00:00``, local time) to a Unix time.
+
+    Returns ``None`` for values that mean "no end" (``N/A``, ``Unknown``, empty).
+    """
+    text = text.strip()
+    if not text or text in ("N/A", "Unknown", "NONE", "None"):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
+    except ValueError:
+        return None
+
+
+def slurm_end_time(job_id: str, run: Callable[..., str] | None = None) -> float | None:
+    """End time of SLURM job ``job_id`` as reported by ``squeue``; ``None`` if unknown."""
+    run = run or _run_squeue
+    try:
+        return parse_slurm_time(run(job_id))
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _run_squeue(job_id: str) -> str:
+    out = subprocess.run(
+        ["squeue", "--noheader", "--jobs", job_id, "--format", "%e"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    return out.stdout.splitlines()[0] if out.stdout.strip() else ""
+
+
+class Deadline:
+    """The time by which the current segment must have saved and exited.
+
+    Sources, first match wins: an explicit value; ``SNAKESWEEP_DEADLINE`` (Unix
+    seconds); the end time of the SLURM job in ``SLURM_JOB_ID``. ``at()`` is
+    ``None`` when there is no deadline.
+    """
+
+    def __init__(
+        self,
+        explicit: float | None = None,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        slurm_query: Callable[[str], float | None] = slurm_end_time,
+    ) -> None:
+        env = os.environ if env is None else env
+        self._clock = clock
+        self._query = slurm_query
+        self._job_id = env.get("SLURM_JOB_ID") or None
+        self._fixed = explicit
+        if self._fixed is None and env.get(ENV_DEADLINE):
+            self._fixed = float(env[ENV_DEADLINE])
+        self._slurm_end: float | None = None
+        self._checked_at = float("-inf")
+
+    @property
+    def source(self) -> str:
+        if self._fixed is not None:
+            return "explicit"
+        return "slurm" if self._job_id else "none"
+
+    def at(self) -> float | None:
+        """The deadline as a Unix time, refreshing a SLURM end time at most once a minute."""
+        if self._fixed is not None:
+            return self._fixed
+        if self._job_id is None:
+            return None
+        now = self._clock()
+        if now - self._checked_at >= REFRESH_SECONDS:
+            self._checked_at = now
+            self._slurm_end = self._query(self._job_id)
+        return self._slurm_end

@@ -1,0 +1,276 @@
+"""Run one segment of one trial and leave an honest record of what happened.
+
+The training script runs as a child process with its hyper-parameters as
+separate arguments (never through a shell). Its exit code decides the outcome:
+0 completed (or diverged), 76 pruned, 75 or death by a signal: continue later
+(the job exits 75 and Snakemake's ``retries`` start the next segment), anything
+else: failed for a real error, recorded at once with the log's tail and never
+retried. Segments are appended to ``segments.jsonl`` in the trial folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snakesweep import contract
+from snakesweep.atomic import append_line, write_json
+from snakesweep.results import best_epoch, is_finite
+
+#: Local emulation of a job time limit: each segment gets this many seconds.
+ENV_SEGMENT_SECONDS = "SNAKESWEEP_SEGMENT_SECONDS"
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+LOG_TAIL_LINES = 20
+
+
+@dataclass
+class TrialJob:
+    """What one training job needs to know; built by the workflow's training rule."""
+
+    trial_id: str
+    trial_dir: Path
+    params: Mapping[str, Any]
+    script: str
+    budget: int
+    metric: str
+    mode: str
+    result_path: Path
+    log_path: Path
+    threads: int = 1
+    every_steps: int = 0
+    every_seconds: float = 60.0
+    keep: int = 2
+    deadline_margin_s: float = 30.0
+    max_continuations: int = 20
+    python: str = field(default_factory=lambda: sys.executable)
+
+
+def format_argument(value: Any) -> str:
+    """Text of a parameter value on the command line: strings verbatim, others as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def command_line(job: TrialJob) -> list[str]:
+    argv = [job.python, job.script]
+    for name, value in sorted(job.params.items()):
+        argv += [f"--{name}", format_argument(value)]
+    return argv
+
+
+def read_segments(trial_dir: Path) -> list[dict[str, Any]]:
+    path = trial_dir / contract.SEGMENTS_FILE
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill: ignore it
+            continue
+    return events
+
+
+def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
+    path = trial_dir / contract.METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
+    """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75)."""
+    env = dict(os.environ if env is None else env)
+    job.trial_dir.mkdir(parents=True, exist_ok=True)
+    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    params_path = job.trial_dir / contract.PARAMS_FILE
+    if not params_path.exists():
+        write_json(params_path, {"trial_id": job.trial_id, "params": dict(job.params)})
+
+    events = read_segments(job.trial_dir)
+    continued = sum(1 for e in events if e.get("event") == "end" and e.get("outcome") == "continue")
+    segment = 1 + sum(1 for e in events if e.get("event") == "start")
+    started = time.time()
+    start_event = {
+        "event": "start",
+        "segment": segment,
+        "budget": job.budget,
+        "time": started,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": env.get("SLURM_JOB_ID"),
+    }
+    append_line(job.trial_dir / contract.SEGMENTS_FILE, json.dumps(start_event))
+
+    child_env = _child_env(job, env, started)
+    argv = command_line(job)
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(
+            f"=== snakesweep trial {job.trial_id} segment {segment} (budget {job.budget} epochs) "
+            f"on {start_event['host']}"
+            + (f", SLURM job {start_event['slurm_job_id']}" if start_event["slurm_job_id"] else "")
+            + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n=== {' '.join(argv)}\n"
+        )
+        log.flush()
+        returncode = _run_child(argv, child_env, log)
+
+    outcome, error = _classify(returncode, continued, job)
+    append_line(
+        job.trial_dir / contract.SEGMENTS_FILE,
+        json.dumps(
+            {
+                "event": "end",
+                "segment": segment,
+                "time": time.time(),
+                "exit_code": returncode,
+                "outcome": outcome,
+            }
+        ),
+    )
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"=== segment {segment} ended: exit code {returncode} -> {outcome}\n")
+    if outcome == "continue":
+        print(
+            f"snakesweep: trial {job.trial_id} saved its state (segment {segment}); exiting "
+            f"{contract.EXIT_CONTINUE} so that the next job continues it",
+            file=sys.stderr,
+        )
+        return contract.EXIT_CONTINUE
+    record = build_record(job, outcome, error, read_segments(job.trial_dir))
+    write_json(job.result_path, record)
+    if record["status"] == "failed":
+        print(
+            f"snakesweep: trial {job.trial_id} FAILED: {record['error']} (log: {job.log_path})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, str]:
+    child = dict(env)
+    child.update(
+        {
+            contract.ENV_TRIAL_DIR: str(job.trial_dir),
+            contract.ENV_TRIAL_ID: job.trial_id,
+            contract.ENV_STOP_AT_EPOCH: str(job.budget),
+            contract.ENV_CHECKPOINT_EVERY_STEPS: str(job.every_steps),
+            contract.ENV_CHECKPOINT_EVERY_SECONDS: str(job.every_seconds),
+            contract.ENV_CHECKPOINT_KEEP: str(job.keep),
+            contract.ENV_DEADLINE_MARGIN: str(job.deadline_margin_s),
+            contract.ENV_METRIC: job.metric,
+            contract.ENV_MODE: job.mode,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    child.setdefault("OMP_NUM_THREADS", str(job.threads))
+    child.setdefault("MKL_NUM_THREADS", str(job.threads))
+    if env.get(ENV_SEGMENT_SECONDS) and not env.get(contract.ENV_DEADLINE):
+        child[contract.ENV_DEADLINE] = str(started + float(env[ENV_SEGMENT_SECONDS]))
+    return child
+
+
+def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any) -> int:
+    """Run the training script; pass stop signals on to it and wait for it to save and exit."""
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env), stdin=subprocess.DEVNULL
+    )
+
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _classify(returncode: int, continued: int, job: TrialJob) -> tuple[str, str | None]:
+    if returncode == 0:
+        return "completed", None
+    if returncode == contract.EXIT_PRUNED:
+        return "pruned", None
+    if returncode == contract.EXIT_CONTINUE or returncode < 0:
+        if continued >= job.max_continuations:
+            return "failed", (
+                f"gave up after {continued} continuations (checkpoint.max_continuations="
+                f"{job.max_continuations}); last segment exit code {returncode}"
+            )
+        return "continue", None
+    return "failed", f"training script exited with code {returncode}: {_log_tail(job.log_path)}"
+
+
+def _log_tail(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if not ln.startswith("===")]
+    tail = lines[-LOG_TAIL_LINES:]
+    # The last line of a traceback names the exception; keep it first for the leaderboard.
+    return (tail[-1].strip() if tail else "no output") + (
+        " | " + " / ".join(t.strip() for t in tail[:-1][-5:]) if len(tail) > 1 else ""
+    )
+
+
+def build_record(
+    job: TrialJob, outcome: str, error: str | None, events: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The result record of a trial at ``job.budget`` epochs."""
+    history = read_metrics(job.trial_dir)
+    starts = {e["segment"]: e for e in events if e.get("event") == "start"}
+    ends = {e["segment"]: e for e in events if e.get("event") == "end"}
+    wall = sum(ends[s]["time"] - starts[s]["time"] for s in starts if s in ends)
+    status = outcome
+    final = history[-1].get(job.metric) if history else None
+    if status in ("completed", "pruned"):
+        if not history:
+            status, error = (
+                "failed",
+                "the training script reported no metrics (metrics.jsonl is empty)",
+            )
+        elif job.metric not in history[-1]:
+            reported = sorted({k for row in history for k in row} - {"epoch"})
+            status, error = (
+                "failed",
+                f"metric {job.metric!r} was never reported; the script reported {reported}",
+            )
+        elif status == "completed" and history[-1]["epoch"] < job.budget:
+            status, error = (
+                "failed",
+                (
+                    f"the script exited 0 after {history[-1]['epoch']} epochs; the budget is {job.budget}"
+                ),
+            )
+        elif not is_finite(final):
+            status, error = "diverged", f"{job.metric} is {final} at epoch {history[-1]['epoch']}"
+    best, best_at = best_epoch(history, job.metric, job.mode)
+    return {
+        "trial_id": job.trial_id,
+        "status": status,
+        "metric": job.metric,
+        "mode": job.mode,
+        "final": final if is_finite(final) else None,
+        "best": best,
+        "best_epoch": best_at,
+        "epochs_done": history[-1]["epoch"] if history else 0,
+        "budget": job.budget,
+        "params": dict(job.params),
+        "wall_time_s": round(wall, 3),
+        "segments": len(starts),
+        "restarts": max(0, len(starts) - 1),
+        "slurm_job_ids": sorted(
+            {e["slurm_job_id"] for e in starts.values() if e.get("slurm_job_id")}
+        ),
+        "error": error,
+        "log": str(job.log_path),
+        "history": history,
+    }

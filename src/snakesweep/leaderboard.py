@@ -1,0 +1,84 @@
+"""Writing the leaderboard files and the end-of-run summary."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from snakesweep.atomic import write_bytes
+from snakesweep.results import (
+    best_config,
+    best_trial,
+    format_table,
+    leaderboard_rows,
+    read_records,
+    status_counts,
+    write_csv,
+)
+
+
+def write_leaderboard(
+    record_paths: Sequence[str | os.PathLike],
+    csv_path: str | os.PathLike,
+    best_path: str | os.PathLike,
+    sweep: str,
+    metric: str,
+    mode: str,
+    budget: int,
+) -> None:
+    """Rank the trials into ``csv_path`` and write the best trial's config to ``best_path``."""
+    records = read_records(record_paths)
+    write_csv(leaderboard_rows(records, mode), csv_path)
+    best = best_trial(records, mode, budget=budget)
+    counts = status_counts(records)
+    print(f"{len(records)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if best is None:
+        text = (
+            f"# Sweep {sweep!r}: no trial completed with a finite {metric}; nothing to reuse.\n"
+            f"# See {Path(csv_path).name} for each trial's status and error.\n"
+        )
+    else:
+        header = (
+            f"# Best trial of sweep {sweep!r}: {metric} = {best['final']!r} ({mode}) after "
+            f"{best['epochs_done']} epochs, trial {best['trial_id']}.\n"
+            f"# Re-run it: snakemake --configfile config/config.yaml {best_path}\n"
+        )
+        body = yaml.safe_dump(best_config(best, sweep, metric, mode), sort_keys=False)
+        text = header + f"# trial_id: {best['trial_id']}\n" + body
+        print(f"best: {best['trial_id']} {metric}={best['final']!r}")
+    write_bytes(best_path, text.encode())
+
+
+def summary(root: str | os.PathLike, metric: str, top: int = 10) -> str:
+    """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs."""
+    root = Path(root)
+    with open(root / "leaderboard.csv", newline="") as f:
+        rows = [_typed(row) for row in csv.DictReader(f)]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    lines = [
+        f"snakesweep: {root.name}: {len(rows)} trials ("
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + ")",
+        format_table(rows, metric, top=top),
+    ]
+    failed = [row for row in rows if row["status"] == "failed"]
+    for row in failed:
+        lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
+    lines.append(f"leaderboard: {root / 'leaderboard.csv'}   best config: {root / 'best.yaml'}")
+    return "\n".join(lines)
+
+
+def _typed(row: dict[str, str]) -> dict[str, object]:
+    typed: dict[str, object] = {}
+    for key, value in row.items():
+        typed[key] = yaml.safe_load(value) if value not in ("",) else None
+    typed["trial_id"] = row["trial_id"]
+    typed["error"] = row.get("error", "")
+    typed["log"] = row.get("log", "")
+    return typed

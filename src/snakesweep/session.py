@@ -1,0 +1,335 @@
+"""What a training script uses to take part in a sweep: metrics, checkpoints, resume, deadlines.
+
+A few lines adopt it (see the README)::
+
+    session = TrialSession.from_env()
+    session.register(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    session.resume()                      # no-op on a fresh trial
+    for epoch in session.epochs(args.epochs):
+        for batch_indices in session.batches(len(train_set), args.batch_size):
+            ...                           # one optimizer step
+        scheduler.step()
+        session.end_epoch({"val_accuracy": acc, "val_loss": loss})
+
+The session saves at epoch ends, every N steps and/or T seconds, and right
+before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
+:data:`~snakesweep.contract.EXIT_CONTINUE` so that the workflow runs another
+segment, which resumes bit for bit where this one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from snakesweep import contract
+from snakesweep.atomic import append_line, write_bytes
+from snakesweep.checkpoint import load_latest, save_checkpoint
+from snakesweep.deadline import Deadline
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+#: Assumed save time until one has been measured.
+DEFAULT_SAVE_SECONDS = 1.0
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any], /) -> Any: ...
+
+
+class TrialSession:
+    """One segment of one trial: counts steps and epochs, saves, resumes and stops in time."""
+
+    def __init__(
+        self,
+        trial_dir: str | os.PathLike | None = None,
+        *,
+        stop_at_epoch: int | None = None,
+        every_steps: int = 0,
+        every_seconds: float = 0.0,
+        keep: int = 2,
+        deadline: Deadline | None = None,
+        margin_s: float = 30.0,
+        data_seed: int = 0,
+        handle_signals: bool = True,
+        verbose: bool = True,
+    ) -> None:
+        self.trial_dir = Path(trial_dir) if trial_dir is not None else None
+        self.stop_at_epoch = stop_at_epoch
+        self.every_steps = every_steps
+        self.every_seconds = every_seconds
+        self.keep = keep
+        self.deadline = deadline or Deadline(env={})
+        self.margin_s = margin_s
+        self.data_seed = data_seed
+        self.verbose = verbose
+        # Progress: epoch = epochs completed; position = batches done in the current epoch.
+        self.epoch = 0
+        self.position = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.resumes = 0
+        self.resumed_from: Path | None = None
+        self._objects: dict[str, Stateful] = {}
+        self._sums: dict[str, list[float]] = {}
+        self._order: torch.Tensor | None = None
+        self._steps_per_epoch: int | None = None
+        self._stop_signal: int | None = None
+        self._last_save = time.monotonic()
+        self._step_started = time.monotonic()
+        self._max_step_s = 0.0
+        self._max_epoch_end_s = 0.0
+        self._max_save_s: float | None = None
+        if handle_signals:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._on_signal)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, trial_dir: str | os.PathLike | None = None, **overrides: Any) -> TrialSession:
+        """A session configured by the workflow's environment variables (see ``contract``).
+
+        Outside the workflow (a script run by hand), ``trial_dir`` may name a folder to
+        keep metrics and checkpoints in; without one the session keeps nothing on disk.
+        """
+        env = os.environ
+        kwargs: dict[str, Any] = {
+            "trial_dir": env.get(contract.ENV_TRIAL_DIR) or trial_dir,
+            "stop_at_epoch": _env_int(env, contract.ENV_STOP_AT_EPOCH),
+            "every_steps": _env_int(env, contract.ENV_CHECKPOINT_EVERY_STEPS) or 0,
+            "every_seconds": _env_float(env, contract.ENV_CHECKPOINT_EVERY_SECONDS, 0.0),
+            "keep": _env_int(env, contract.ENV_CHECKPOINT_KEEP) or 2,
+            "deadline": Deadline(env=env),
+            "margin_s": _env_float(env, contract.ENV_DEADLINE_MARGIN, 30.0),
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def register(self, **objects: Stateful) -> None:
+        """Objects whose ``state_dict`` goes into every checkpoint (model, optimizer, scheduler, scaler)."""
+        self._objects.update(objects)
+
+    # -- resume -------------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return self.trial_dir / contract.CHECKPOINT_DIR if self.trial_dir else None
+
+    def resume(self) -> bool:
+        """Load the newest good checkpoint, if any, into the registered objects and the RNGs."""
+        if self.checkpoint_dir is None:
+            return False
+        found = load_latest(self.checkpoint_dir)
+        if found is None:
+            self._rewrite_metrics()
+            return False
+        state, path = found
+        missing = sorted(set(self._objects) - set(state["objects"]))
+        if missing:
+            raise RuntimeError(f"checkpoint {path} has no state for {missing}")
+        for name, obj in self._objects.items():
+            obj.load_state_dict(state["objects"][name])
+        _set_rng_state(state["rng"])
+        self.epoch = state["epoch"]
+        self.position = state["position"]
+        self.global_step = state["global_step"]
+        self.history = list(state["history"])
+        self.data_seed = state["data_seed"]
+        self._order = state["order"]
+        self._sums = {k: list(v) for k, v in state["sums"].items()}
+        self.resumes = state["resumes"] + 1
+        self.resumed_from = path
+        self._rewrite_metrics()
+        self._say(
+            f"resumed from {path.name}: epoch {self.epoch}, batch {self.position}, "
+            f"step {self.global_step} (resume #{self.resumes})"
+        )
+        return True
+
+    # -- the loops ----------------------------------------------------------------------------
+    def epochs(self, total: int) -> Iterator[int]:
+        """Epoch indices still to train (0-based), stopping early at a rung's budget."""
+        stop = total if self.stop_at_epoch is None else min(total, self.stop_at_epoch)
+        while self.epoch < stop:
+            before = self.epoch
+            yield self.epoch
+            if self.epoch == before:
+                raise RuntimeError("call session.end_epoch(metrics) at the end of every epoch")
+
+    def batches(self, n_items: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Index batches of the current epoch in a seeded order, from where a resume left off.
+
+        The order depends only on ``(data_seed, epoch)``; the code after each ``yield``
+        runs once the caller has taken its optimizer step, and may checkpoint or stop.
+        """
+        if self._order is None or len(self._order) != n_items:
+            generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + self.epoch)
+            self._order = torch.randperm(n_items, generator=generator)
+        self._steps_per_epoch = math.ceil(n_items / batch_size)
+        for index in range(self.position, self._steps_per_epoch):
+            self._step_started = time.monotonic()
+            yield self._order[index * batch_size : (index + 1) * batch_size]
+            self.position = index + 1
+            self.global_step += 1
+            self._max_step_s = max(self._max_step_s, time.monotonic() - self._step_started)
+            self._step_boundary()
+        self._epoch_end_started = time.monotonic()
+
+    def track(self, name: str, value: float, weight: float = 1.0) -> None:
+        """Add to a running mean over the epoch (a training loss, say).
+
+        The sums are checkpointed, so an epoch interrupted mid-way reports the same
+        mean as an uninterrupted one. ``end_epoch`` reports the means and resets them.
+        """
+        entry = self._sums.setdefault(name, [0.0, 0.0])
+        entry[0] += float(_plain(value)) * weight
+        entry[1] += weight
+
+    def end_epoch(self, metrics: Mapping[str, float] | None = None) -> None:
+        """Record the epoch's metrics, checkpoint, and stop if the next epoch cannot fit."""
+        started = getattr(self, "_epoch_end_started", time.monotonic())
+        means = {k: (s / w if w else float("nan")) for k, (s, w) in self._sums.items()}
+        self.epoch += 1
+        self.position = 0
+        self._order = None
+        self._sums = {}
+        merged = {**means, **(metrics or {})}
+        record = {"epoch": self.epoch, **{k: _plain(v) for k, v in merged.items()}}
+        self.history.append(record)
+        self.save()
+        if self.trial_dir is not None:
+            append_line(self.trial_dir / contract.METRICS_FILE, json.dumps(record))
+        self._say(
+            f"epoch {self.epoch}: "
+            + " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k != "epoch")
+        )
+        self._max_epoch_end_s = max(self._max_epoch_end_s, time.monotonic() - started)
+        if self._stop_requested(next_work_s=self._max_step_s + self._max_epoch_end_s):
+            self._leave()
+
+    # -- saving and stopping --------------------------------------------------------------------
+    def save(self) -> Path | None:
+        """Checkpoint now (atomically; keeps the newest ``keep``)."""
+        if self.checkpoint_dir is None:
+            return None
+        started = time.monotonic()
+        state = {
+            "objects": {name: obj.state_dict() for name, obj in self._objects.items()},
+            "rng": _get_rng_state(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "global_step": self.global_step,
+            "history": self.history,
+            "data_seed": self.data_seed,
+            "order": self._order,
+            "sums": self._sums,
+            "resumes": self.resumes,
+            "saved_at": time.time(),
+        }
+        path = save_checkpoint(self.checkpoint_dir, self.global_step, state, keep=self.keep)
+        elapsed = time.monotonic() - started
+        self._max_save_s = max(self._max_save_s or 0.0, elapsed)
+        self._last_save = time.monotonic()
+        return path
+
+    def _step_boundary(self) -> None:
+        last_in_epoch = self.position + 1 >= (self._steps_per_epoch or 0)
+        next_work = self._max_step_s + (self._max_epoch_end_s if last_in_epoch else 0.0)
+        if self._stop_requested(next_work_s=next_work):
+            self.save()
+            self._leave()
+        periodic = (self.every_steps and self.global_step % self.every_steps == 0) or (
+            self.every_seconds and time.monotonic() - self._last_save >= self.every_seconds
+        )
+        if periodic:
+            self.save()
+
+    def _stop_requested(self, next_work_s: float) -> bool:
+        if self._stop_signal is not None:
+            self._say(f"received {signal.Signals(self._stop_signal).name}: saving and stopping")
+            return True
+        if self.checkpoint_dir is None:
+            return False
+        deadline = self.deadline.at()
+        if deadline is None:
+            return False
+        save_s = self._max_save_s if self._max_save_s is not None else DEFAULT_SAVE_SECONDS
+        if time.time() + next_work_s + save_s + self.margin_s >= deadline:
+            self._say(
+                f"deadline in {deadline - time.time():.1f}s cannot fit another step "
+                f"({next_work_s:.2f}s) + save ({save_s:.2f}s) + margin ({self.margin_s:.1f}s): stopping"
+            )
+            return True
+        return False
+
+    def _leave(self) -> None:
+        """Exit so that the workflow continues this trial in a new segment (state already saved)."""
+        self._say(
+            f"checkpointed at epoch {self.epoch}, batch {self.position}; continuing in a new job"
+        )
+        sys.stdout.flush()
+        sys.exit(contract.EXIT_CONTINUE)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _rewrite_metrics(self) -> None:
+        """Make metrics.jsonl match the checkpoint: drop epochs reported after the last save."""
+        if self.trial_dir is None:
+            return
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        write_bytes(self.trial_dir / contract.METRICS_FILE, text.encode())
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(f"[snakesweep] {message}", flush=True)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    return int(env[name]) if env.get(name) else None
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    return float(env[name]) if env.get(name) else default

@@ -1,0 +1,133 @@
+"""Search-space parameters: parsing the config and the checks a JSON schema cannot express."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Kinds a parameter may have, with the keys each one takes.
+KINDS: dict[str, tuple[str, ...]] = {
+    "choice": ("values",),
+    "grid": ("values",),
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "int": ("low", "high", "log"),
+    "fixed": ("value",),
+}
+STRATEGIES = ("grid", "random")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Names the workflow passes itself; a parameter may not take them.
+RESERVED_NAMES = ("epochs",)
+
+
+class ConfigError(ValueError):
+    """A sweep config that cannot run; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One hyper-parameter of the search space."""
+
+    name: str
+    kind: str
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    value: Any = None
+
+    @property
+    def is_axis(self) -> bool:
+        """Whether the parameter is enumerated (a grid axis) rather than sampled."""
+        return self.kind == "grid"
+
+
+def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> list[Parameter]:
+    """Turn the ``search.parameters`` mapping into :class:`Parameter` objects, sorted by name.
+
+    Under the ``grid`` strategy every ``choice`` is a grid axis too, and sampled
+    kinds are refused because a grid cannot enumerate them.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"search.strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}"
+        )
+    params = []
+    for name in sorted(spec):
+        key = f"search.parameters.{name}"
+        if not NAME_PATTERN.match(name):
+            raise ConfigError(
+                f"{key}: the name cannot be a command-line option or path component; "
+                f"use letters, digits and '_' ({NAME_PATTERN.pattern})"
+            )
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{key}: {name!r} is set by budget.epochs; remove it from parameters")
+        entry = spec[name]
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{key}: must be a mapping with 'kind' (one of {list(KINDS)})")
+        kind = entry.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{key}.kind: {kind!r} is not allowed; use one of {list(KINDS)}")
+        unknown = sorted(set(entry) - {"kind", *KINDS[kind]})
+        if unknown:
+            raise ConfigError(
+                f"{key}: unknown key(s) {unknown} for kind {kind!r}; allowed: {list(KINDS[kind])}"
+            )
+        params.append(_parse_one(name, kind, entry, key, strategy))
+    return params
+
+
+def _parse_one(
+    name: str, kind: str, entry: Mapping[str, Any], key: str, strategy: str
+) -> Parameter:
+    if kind in ("choice", "grid"):
+        values = entry.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{key}.values: must be a non-empty list of scalars")
+        for v in values:
+            if isinstance(v, (list, dict)):
+                raise ConfigError(
+                    f"{key}.values: {v!r} is not a scalar (string, number, bool, null)"
+                )
+        if len({_scalar_key(v) for v in values}) != len(values):
+            raise ConfigError(f"{key}.values: contains duplicates: {values!r}")
+        axis_kind = "grid" if strategy == "grid" else kind
+        return Parameter(name, axis_kind, values=tuple(values))
+    if kind == "fixed":
+        if "value" not in entry:
+            raise ConfigError(f"{key}.value: required for kind 'fixed'")
+        value = entry["value"]
+        if isinstance(value, (list, dict)):
+            raise ConfigError(f"{key}.value: {value!r} is not a scalar")
+        return Parameter(name, kind, value=value)
+    if strategy == "grid":
+        raise ConfigError(
+            f"{key}.kind: {kind!r} cannot be enumerated by strategy 'grid'; "
+            "use kind 'grid' or 'choice' with explicit values, or strategy 'random'"
+        )
+    for bound in ("low", "high"):
+        if bound not in entry:
+            raise ConfigError(f"{key}.{bound}: required for kind {kind!r}")
+        if isinstance(entry[bound], bool) or not isinstance(entry[bound], (int, float)):
+            raise ConfigError(f"{key}.{bound}: must be a number, got {entry[bound]!r}")
+        if not math.isfinite(entry[bound]):
+            raise ConfigError(f"{key}.{bound}: must be finite, got {entry[bound]!r}")
+    low, high = entry["low"], entry["high"]
+    if not low < high:
+        raise ConfigError(f"{key}: low ({low}) must be smaller than high ({high})")
+    log = bool(entry.get("log", False))
+    if kind == "int":
+        if int(low) != low or int(high) != high:
+            raise ConfigError(f"{key}: low and high must be integers for kind 'int'")
+        low, high = int(low), int(high)
+    if (kind == "loguniform" or log) and low <= 0:
+        raise ConfigError(f"{key}.low: must be > 0 for a log scale, got {low}")
+    return Parameter(name, kind, low=low, high=high, log=log or kind == "loguniform")
+
+
+def _scalar_key(value: Any) -> tuple[str, Any]:
+    # True == 1 in Python; keep them apart when checking for duplicates.
+    return (type(value).__name__, value)

@@ -1,0 +1,29 @@
+# Aggregation: the leaderboard of all trials and the best trial's config.
+
+
+rule leaderboard:
+    input:
+        final_results,
+    output:
+        csv=report(
+            f"{ROOT}/leaderboard.csv",
+            caption="../report/leaderboard.rst",
+            category="Leaderboard",
+        ),
+        best=report(
+            f"{ROOT}/best.yaml",
+            caption="../report/best.rst",
+            category="Best trial",
+        ),
+    log:
+        f"{ROOT}/logs/leaderboard.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        sweep=SWEEP.name,
+        metric=SWEEP.metric,
+        mode=SWEEP.mode,
+        budget=SWEEP.epochs,
+    script:
+        "../scripts/leaderboard.py"

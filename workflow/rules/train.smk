@@ -1,0 +1,22 @@
+# Training: one job trains one trial up to a budget (in epochs), resuming from its checkpoint.
+
+
+rule train_trial:
+    output:
+        result=f"{ROOT}/trials/{{trial_id}}/result-{{budget}}.json",
+    log:
+        f"{ROOT}/logs/train/{{trial_id}}-{{budget}}ep.log",
+    conda:
+        "../../environment.yml"
+    threads: config["resources"]["cpus"]
+    resources:
+        **training_resources(),
+    params:
+        hparams=trial_params,
+        trial_dir=trial_dir,
+        script=config["script"],
+        metric=config["metric"],
+        mode=config["mode"],
+        checkpoint=config["checkpoint"],
+    script:
+        "../scripts/run_trial.py"

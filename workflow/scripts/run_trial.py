@@ -1,0 +1,27 @@
+"""Snakemake script of the training rule: run the next segment of one trial."""
+
+import sys
+from pathlib import Path
+
+from snakesweep.launch import TrialJob, run_segment
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+ckpt = sm.params.checkpoint
+job = TrialJob(
+    trial_id=sm.wildcards.trial_id,
+    trial_dir=Path(sm.params.trial_dir),
+    params=sm.params.hparams,
+    script=sm.params.script,
+    budget=int(sm.wildcards.budget),
+    metric=sm.params.metric,
+    mode=sm.params.mode,
+    result_path=Path(sm.output.result),
+    log_path=Path(sm.log[0]),
+    threads=sm.threads,
+    every_steps=ckpt["every_steps"],
+    every_seconds=ckpt["every_seconds"],
+    keep=ckpt["keep"],
+    deadline_margin_s=ckpt["deadline_margin_s"],
+    max_continuations=ckpt["max_continuations"],
+)
+sys.exit(run_segment(job))
