@@ -3,7 +3,7 @@
 
 It is the template to copy for your own script. The contract with the workflow:
 
-* every hyper-parameter arrives as its own ``--name value`` argument (plus ``--epochs``);
+* every hyper-parameter arrives as its own ``--name=value`` argument (plus ``--epochs``);
 * metrics go through ``TrialSession.end_epoch`` (one JSON line per epoch in
   ``metrics.jsonl``); the metric named in the sweep config must be among them;
 * exit 0 when done; the session exits with 75 by itself when it checkpointed

@@ -36,7 +36,10 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> N
                 messages.append(message)
     if messages:
         raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
-    build_sweep(config)  # the checks a schema cannot express
+    try:
+        build_sweep(config)  # the checks a schema cannot express
+    except ConfigError as error:
+        raise ConfigError(f"invalid sweep config:\n  {error}") from None
 
 
 def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:

@@ -1,6 +1,6 @@
 """The contract between the workflow and a training script, in one place.
 
-A training script is started as ``python SCRIPT --<name> <value> ...`` (one
+A training script is started as ``python SCRIPT --<name>=<value> ...`` (one
 argument per hyper-parameter, ``--epochs`` included) with these environment
 variables set. It appends one JSON object per line to ``metrics.jsonl`` in the
 trial folder (``epoch`` plus metric values) and exits with 0 when done,

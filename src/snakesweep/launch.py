@@ -62,7 +62,8 @@ def format_argument(value: Any) -> str:
 def command_line(job: TrialJob) -> list[str]:
     argv = [job.python, job.script]
     for name, value in sorted(job.params.items()):
-        argv += [f"--{name}", format_argument(value)]
+        # One argv word per parameter, "--name=value": a value that starts with "-" stays a value.
+        argv.append(f"--{name}={format_argument(value)}")
     return argv
 
 

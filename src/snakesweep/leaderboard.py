@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,32 +52,24 @@ def write_leaderboard(
     write_bytes(best_path, text.encode())
 
 
-def summary(root: str | os.PathLike, metric: str, top: int = 10) -> str:
+def summary(
+    record_paths: Sequence[str | os.PathLike], root: str | os.PathLike, metric: str, mode: str, top: int = 10
+) -> str:
     """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs."""
     root = Path(root)
-    with open(root / "leaderboard.csv", newline="") as f:
-        rows = [_typed(row) for row in csv.DictReader(f)]
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    records = read_records(p for p in record_paths if Path(p).exists())
+    rows = leaderboard_rows(records, mode)
+    counts = {s: n for s, n in status_counts(records).items() if n}
+    missing = len(record_paths) - len(records)
     lines = [
         f"snakesweep: {root.name}: {len(rows)} trials ("
         + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f", {missing} not finished" if missing else "")
         + ")",
         format_table(rows, metric, top=top),
     ]
-    failed = [row for row in rows if row["status"] == "failed"]
-    for row in failed:
-        lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
+    for row in rows:
+        if row["status"] == "failed":
+            lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
     lines.append(f"leaderboard: {root / 'leaderboard.csv'}   best config: {root / 'best.yaml'}")
     return "\n".join(lines)
-
-
-def _typed(row: dict[str, str]) -> dict[str, object]:
-    typed: dict[str, object] = {}
-    for key, value in row.items():
-        typed[key] = yaml.safe_load(value) if value not in ("",) else None
-    typed["trial_id"] = row["trial_id"]
-    typed["error"] = row.get("error", "")
-    typed["log"] = row.get("log", "")
-    return typed

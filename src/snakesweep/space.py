@@ -53,11 +53,11 @@ def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> li
     """
     if strategy not in STRATEGIES:
         raise ConfigError(
-            f"search.strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}"
+            f"strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}"
         )
     params = []
     for name in sorted(spec):
-        key = f"search.parameters.{name}"
+        key = f"parameters.{name}"
         if not NAME_PATTERN.match(name):
             raise ConfigError(
                 f"{key}: the name cannot be a command-line option or path component; "

@@ -1,5 +1,7 @@
 # Shared state and input functions: the sweep plan is computed once, at parse time.
 
+import os
+
 from snakemake.exceptions import WorkflowError
 
 from snakesweep.space import ConfigError
@@ -47,10 +49,7 @@ def training_resources():
 
 def print_summary():
     """Print the top of the leaderboard at the end of a run."""
-    from pathlib import Path
-
     from snakesweep.leaderboard import summary
 
-    path = Path(ROOT) / "leaderboard.csv"
-    if path.exists():
-        print(summary(ROOT, SWEEP.metric), flush=True)
+    if os.path.exists(f"{ROOT}/leaderboard.csv"):
+        print(summary(final_results(None), ROOT, SWEEP.metric, SWEEP.mode), flush=True)

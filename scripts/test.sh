@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Quick start, part 2: set up .venv and run the whole test suite.
+#
+# Tests that need a real Slurm run when a cluster answers `sinfo`. With
+# SNAKESWEEP_START_SLURM=1 this script first starts a single-node cluster
+# (scripts/slurm-cluster.sh: root and apt-get needed); with
+# SNAKESWEEP_REQUIRE_SLURM=1 (CI) a missing cluster fails the run instead of
+# skipping those tests. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-env.sh
+if [[ ${SNAKESWEEP_START_SLURM:-0} == 1 ]]; then
+    bash scripts/slurm-cluster.sh up
+fi
+exec .venv/bin/python -m pytest "$@"

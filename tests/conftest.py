@@ -1,0 +1,93 @@
+"""Shared test helpers: running the real workflow in a scratch folder, and the Slurm gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def demo_config(**overrides) -> dict:
+    """The shipped demo config with overrides, paths made absolute."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["script"] = str(REPO / "scripts" / "train.py")
+    config.update(overrides)
+    return config
+
+
+def run_workflow(
+    workdir: Path,
+    config: dict,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with ``config``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "sweep.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+    if not any(a in ("-n", "--dry-run", "--dryrun") or a.startswith("--profile") for a in args):
+        cmd += ["--cores", "2", "--retries", "20", "--keep-going"]
+    proc = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def slurm_available() -> tuple[bool, str]:
+    if shutil.which("sinfo") is None:
+        return (
+            False,
+            "Slurm is not installed (no sinfo); start one with scripts/slurm-cluster.sh up",
+        )
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s.startswith(("idle", "mixed", "alloc")) for s in states):
+        return False, f"no Slurm node is up (sinfo: {proc.stdout.strip() or proc.stderr.strip()})"
+    return True, ""
+
+
+def pytest_collection_modifyitems(config, items):
+    needs_slurm = [item for item in items if "slurm" in item.keywords]
+    if not needs_slurm:
+        return
+    ok, reason = slurm_available()
+    if ok:
+        return
+    if os.environ.get("SNAKESWEEP_REQUIRE_SLURM") == "1":
+        raise pytest.UsageError(f"SNAKESWEEP_REQUIRE_SLURM=1 but {reason}")
+    for item in needs_slurm:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,0 +1,141 @@
+"""Every kind of bad sweep config fails at ``snakemake -n`` naming the key; nothing is created."""
+
+import copy
+
+import pytest
+from conftest import REPO, demo_config, run_workflow
+
+from snakesweep.config_check import check_config
+from snakesweep.space import ConfigError
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def with_param(name, spec):
+    config = demo_config()
+    config["parameters"] = copy.deepcopy(config["parameters"])
+    config["parameters"][name] = spec
+    return config
+
+
+def without(key):
+    config = demo_config()
+    del config[key]
+    return config
+
+
+# (id, config, fragments that must all appear in the error)
+CASES = [
+    (
+        "unknown-strategy",
+        demo_config(strategy="bayes"),
+        ["strategy", "'bayes'", "['grid', 'random']"],
+    ),
+    (
+        "unknown-kind",
+        with_param("lr", {"kind": "normal", "low": 0, "high": 1}),
+        ["parameters.lr.kind", "'normal'", "'choice'", "'loguniform'", "'fixed'"],
+    ),
+    (
+        "low-not-below-high",
+        with_param("lr", {"kind": "uniform", "low": 0.5, "high": 0.5}),
+        ["parameters.lr", "low (0.5) must be smaller than high (0.5)"],
+    ),
+    (
+        "loguniform-non-positive",
+        with_param("lr", {"kind": "loguniform", "low": 0.0, "high": 1.0}),
+        ["parameters.lr.low", "must be > 0"],
+    ),
+    (
+        "int-log-non-positive",
+        with_param("width", {"kind": "int", "low": 0, "high": 8, "log": True}),
+        ["parameters.width.low", "must be > 0"],
+    ),
+    ("n-trials-zero", demo_config(n_trials=0), ["n_trials", "must be >= 1", "got 0"]),
+    ("n-trials-not-integer", demo_config(n_trials=2.5), ["n_trials", "2.5", "integer"]),
+    ("n-trials-string", demo_config(n_trials="many"), ["n_trials", "'many'", "integer"]),
+    (
+        "empty-choice",
+        with_param("depth", {"kind": "choice", "values": []}),
+        ["parameters.depth.values", "at least 1"],
+    ),
+    ("missing-metric", without("metric"), ["metric", "missing required key"]),
+    (
+        "bad-parameter-name",
+        with_param("../escape", {"kind": "fixed", "value": 1}),
+        ["parameters", "'../escape'", "letters, digits and '_'"],
+    ),
+    (
+        "parameter-name-with-space",
+        with_param("learning rate", {"kind": "fixed", "value": 1}),
+        ["'learning rate'", "must match"],
+    ),
+    (
+        "unknown-top-level-key",
+        demo_config(n_trails=16),
+        ["unknown key(s) ['n_trails']", "'n_trials'"],
+    ),
+    (
+        "unknown-parameter-key",
+        with_param("lr", {"kind": "uniform", "low": 0, "high": 1, "step": 0.1}),
+        ["parameters.lr", "unknown key(s) ['step']", "'high'"],
+    ),
+    ("unknown-mode", demo_config(mode="best"), ["mode", "'best'", "['min', 'max']"]),
+    (
+        "continuous-kind-in-grid",
+        demo_config(strategy="grid"),
+        ["parameters.lr.kind", "cannot be enumerated by strategy 'grid'"],
+    ),
+    (
+        "epochs-as-parameter",
+        with_param("epochs", {"kind": "choice", "values": [1, 2]}),
+        ["parameters.epochs", "budget"],
+    ),
+]
+
+
+@pytest.mark.parametrize("config,fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_check_config_names_the_key(config, fragments):
+    with pytest.raises(ConfigError) as info:
+        check_config(config, SCHEMA)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+DRY_RUN_CASES = [
+    c
+    for c in CASES
+    if c[0]
+    in {
+        "unknown-strategy",
+        "unknown-kind",
+        "low-not-below-high",
+        "loguniform-non-positive",
+        "n-trials-zero",
+        "n-trials-not-integer",
+        "empty-choice",
+        "missing-metric",
+        "bad-parameter-name",
+        "unknown-top-level-key",
+    }
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "config,fragments", [c[1:] for c in DRY_RUN_CASES], ids=[c[0] for c in DRY_RUN_CASES]
+)
+def test_dry_run_fails_before_anything_runs(tmp_path, config, fragments):
+    config["results_dir"] = str(tmp_path / "results")
+    proc = run_workflow(tmp_path, config, "-n", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "invalid sweep config" in output
+    for fragment in fragments:
+        assert fragment in output
+    assert not (tmp_path / "results").exists()
+    assert "train_trial" not in proc.stdout
+
+
+def test_the_demo_config_is_valid():
+    check_config(demo_config(), SCHEMA)
