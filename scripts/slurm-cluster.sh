@@ -272,11 +272,23 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
+conf_is_foreign() {
+    [[ -e $CONF ]] && ! conf_is_ours "$CONF"
+}
+
+# Fail early (before starting anything) on a slurm.conf this script did not write.
+check_conf() {
+    if conf_is_foreign && ((!FORCE)); then
+        die "$CONF exists and was not written by this script; re-run with --force to back it up and replace it"
+    fi
+    return 0
+}
+
 write_conf() {
     local dir backup tmp
     dir=$(dirname "$CONF")
-    if [[ -e $CONF ]] && ! conf_is_ours "$CONF"; then
-        ((FORCE)) || die "$CONF exists and was not written by this script; re-run with --force to back it up and replace it"
+    if conf_is_foreign; then
+        check_conf
         backup="$CONF.snakesweep-backup.$(date +%Y%m%d%H%M%S)"
         cp -p "$CONF" "$backup"
         say "backed up foreign $CONF to $backup"
@@ -397,6 +409,7 @@ cmd_up() {
         return 0
     fi
     check_foreign_daemons
+    live_pid "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null || check_conf
     start_munge
     # Keep the conf of a running controller; otherwise (re)write it.
     if ! live_pid "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null; then

@@ -1,0 +1,261 @@
+"""Figures of a sweep for the report: learning curves and the metric against each parameter.
+
+Both take result records (the JSON a training job leaves per budget). A trial may
+have several records, one per pruning rung: the one with the highest budget is
+its latest word and the only one drawn. Figures are drawn with matplotlib's Agg
+backend and saved without a date, so the same records give the same file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snakesweep.atomic import write_bytes
+from snakesweep.results import best_trial, is_finite
+
+#: Line and marker style of each trial status.
+STYLES: dict[str, dict[str, Any]] = {
+    "completed": {"color": "tab:blue", "linestyle": "-", "end": None},
+    "pruned": {"color": "tab:orange", "linestyle": "-", "end": "x"},
+    "diverged": {"color": "tab:red", "linestyle": "-", "end": "v"},
+    "failed": {"color": "tab:gray", "linestyle": "--", "end": "s"},
+}
+OTHER_STYLE: dict[str, Any] = {"color": "tab:purple", "linestyle": ":", "end": None}
+BEST_COLOR = "tab:green"
+
+
+def latest_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One record per trial, the one with the highest budget, ordered by trial id."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        tid = record["trial_id"]
+        if tid not in latest or (record.get("budget") or 0) > (latest[tid].get("budget") or 0):
+            latest[tid] = record
+    return [latest[tid] for tid in sorted(latest)]
+
+
+def curve(record: Mapping[str, Any], metric: str) -> tuple[list[int], list[float]]:
+    """Epochs and metric values of a record's history; a missing or non-finite value is NaN."""
+    epochs, values = [], []
+    for row in record.get("history") or []:
+        if "epoch" not in row:
+            continue
+        value = row.get(metric)
+        epochs.append(int(row["epoch"]))
+        values.append(float(value) if is_finite(value) else math.nan)
+    return epochs, values
+
+
+def varying_parameters(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """The parameters among ``names`` that more than one trial value exists for (epochs aside)."""
+    out = []
+    for name in names:
+        if name == "epochs":
+            continue
+        seen = {repr(r.get("params", {}).get(name)) for r in records}
+        if len(seen) > 1:
+            out.append(name)
+    return out
+
+
+def is_numeric(values: Iterable[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def plot_learning_curves(
+    records: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike,
+    metric: str,
+    mode: str,
+    title: str = "",
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """One line per trial (metric against epoch), the best trial highlighted.
+
+    Pruned trials end at their rung with an ``x``, diverged ones with a ``v``,
+    failed ones are dashed. Returns what was drawn (for logs and tests).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    records = latest_records(records)
+    best = best_trial(records, mode, budget=budget)
+    fig, ax = _figure(1, 1, (7.5, 4.8))
+    ax = ax[0]
+    drawn: dict[str, int] = {}
+    for record in records:
+        if best is not None and record["trial_id"] == best["trial_id"]:
+            continue
+        epochs, values = curve(record, metric)
+        if not epochs:
+            continue
+        style = STYLES.get(record.get("status"), OTHER_STYLE)
+        ax.plot(
+            epochs,
+            values,
+            color=style["color"],
+            linestyle=style["linestyle"],
+            linewidth=1.0,
+            alpha=0.6,
+            marker="." if len(epochs) == 1 else None,
+        )
+        if style["end"]:
+            last = _last_finite(epochs, values)
+            if last is not None:
+                ax.plot(*last, marker=style["end"], color=style["color"], markersize=6)
+        drawn[record.get("status", "?")] = drawn.get(record.get("status", "?"), 0) + 1
+    handles = []
+    for status, count in drawn.items():
+        style = STYLES.get(status, OTHER_STYLE)
+        label = f"{status} ({count})" + (" - ends at its rung" if status == "pruned" else "")
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=style["color"],
+                linestyle=style["linestyle"],
+                marker=style["end"],
+                label=label,
+            )
+        )
+    if best is not None:
+        epochs, values = curve(best, metric)
+        ax.plot(epochs, values, color=BEST_COLOR, linewidth=2.8, marker="o", markersize=4, zorder=5)
+        handles.insert(
+            0,
+            Line2D(
+                [],
+                [],
+                color=BEST_COLOR,
+                linewidth=2.8,
+                marker="o",
+                label=f"best {best['trial_id']}: {metric}={best['final']:.4g}",
+            ),
+        )
+    if not any(curve(r, metric)[0] for r in records):
+        ax.text(0.5, 0.5, "no metrics reported yet", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)")
+    ax.set_title(title or f"{metric} per epoch, {len(records)} trials")
+    ax.grid(True, alpha=0.3)
+    if handles:
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    _save(fig, path)
+    return {
+        "trials": len(records),
+        "drawn": {**drawn, **({"best": 1} if best is not None else {})},
+        "best": best["trial_id"] if best is not None else None,
+    }
+
+
+def plot_metric_vs_params(
+    records: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike,
+    metric: str,
+    mode: str,
+    parameters: Sequence[str],
+    log_parameters: Iterable[str] = (),
+    title: str = "",
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """One scatter per varying parameter: each trial's last metric against its value.
+
+    ``log_parameters`` get a log x-axis (loguniform, or int with ``log: true``);
+    non-numeric values (strings, booleans) are placed on a categorical axis. Pruned
+    trials are hollow (their metric is at their rung), the best trial is a star.
+    Trials without a finite metric are left out and counted in the title.
+    Returns the scale of each panel.
+    """
+    records = latest_records(records)
+    log_parameters = set(log_parameters)
+    best = best_trial(records, mode, budget=budget)
+    shown = [r for r in records if is_finite(r.get("final"))]
+    names = varying_parameters(records, parameters)
+    ncols = min(3, max(1, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = _figure(nrows, ncols, (4.2 * ncols, 3.4 * nrows))
+    scales: dict[str, str] = {}
+    for ax, name in zip(axes, names, strict=False):
+        values = [r.get("params", {}).get(name) for r in shown]
+        if is_numeric(values):
+            xs = [float(v) for v in values]
+            scale = "log" if name in log_parameters and all(x > 0 for x in xs) else "linear"
+            if scale == "log":
+                ax.set_xscale("log")
+        else:
+            categories = sorted({repr(v) for v in values})
+            positions = {c: i for i, c in enumerate(categories)}
+            xs = [float(positions[repr(v)]) for v in values]
+            ax.set_xticks(range(len(categories)), [_category_label(c) for c in categories])
+            scale = "category"
+        scales[name] = scale
+        for x, record in zip(xs, shown, strict=True):
+            status = record.get("status")
+            color = STYLES.get(status, OTHER_STYLE)["color"]
+            if best is not None and record["trial_id"] == best["trial_id"]:
+                ax.scatter([x], [record["final"]], marker="*", s=180, color=BEST_COLOR, zorder=5)
+            elif status == "pruned":
+                ax.scatter([x], [record["final"]], s=28, facecolors="none", edgecolors=color)
+            else:
+                ax.scatter([x], [record["final"]], s=28, color=color, alpha=0.8)
+        ax.set_xlabel(name + (" (log)" if scale == "log" else ""))
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(names) :]:
+        ax.set_axis_off()
+    if not names:
+        axes[0].text(
+            0.5,
+            0.5,
+            "no parameter varies between the trials",
+            ha="center",
+            va="center",
+            transform=axes[0].transAxes,
+        )
+    hidden = len(records) - len(shown)
+    heading = title or f"{metric} against each parameter"
+    notes = ["star = best", "hollow = pruned (metric at its rung)"]
+    if hidden:
+        notes.append(f"{hidden} trial(s) without a finite {metric} not shown")
+    fig.suptitle(heading + "\n" + "; ".join(notes), fontsize="medium")
+    _save(fig, path)
+    return {"panels": scales, "shown": len(shown), "hidden": hidden}
+
+
+def _category_label(text: str) -> str:
+    label = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
+    return label if len(label) <= 12 else label[:11] + "…"
+
+
+def _last_finite(epochs: Sequence[int], values: Sequence[float]) -> tuple[int, float] | None:
+    for epoch, value in zip(reversed(epochs), reversed(values), strict=True):
+        if math.isfinite(value):
+            return epoch, value
+    return None
+
+
+def _figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "snakesweep"
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _save(fig: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "svg"
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else {}
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, metadata=metadata, dpi=120)
+    write_bytes(path, buffer.getvalue())
