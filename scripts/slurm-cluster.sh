@@ -318,19 +318,30 @@ node_state() {
     timeout 10 sinfo -h -N -o '%T' 2>/dev/null | head -n 1
 }
 
-# Refuse to start next to Slurm daemons that this script does not own.
-check_foreign_daemons() {
-    local name ours pids p
+# Pids of running slurmctld/slurmd processes that this script did not start.
+foreign_daemons() {
+    local name ours p
     for name in slurmctld slurmd; do
         ours=$(live_pid "$RUN_DIR/$name.pid" "$name" || true)
-        pids=$(pgrep -x "$name" || true)
-        for p in $pids; do
+        for p in $(pgrep -x "$name" || true); do
             [[ $p == "$ours" ]] && continue
-            # slurmd forks short-lived helpers; ignore children of our daemon.
+            # A daemon forks while it starts; ignore children of our daemon.
             [[ -n $ours && $(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ') == "$ours" ]] && continue
-            die "a $name not started by this script is running (pid $p); stop it first"
+            printf '%s %s\n' "$name" "$p"
         done
     done
+}
+
+# Refuse to start next to Slurm daemons that this script does not own (after
+# giving ones that are shutting down, e.g. just after `down`, time to exit).
+check_foreign_daemons() {
+    local found i
+    for ((i = 0; i < 20; i++)); do
+        found=$(foreign_daemons)
+        [[ -z $found ]] && return 0
+        sleep 0.5
+    done
+    die "Slurm daemon(s) not started by this script are running: $(tr '\n' ' ' <<<"$found")- stop them first"
 }
 
 start_daemon() {
@@ -383,11 +394,16 @@ node_ready() {
     esac
 }
 
+# slurmd answers, and the controller sees the node as usable.
+node_up() {
+    timeout 10 scontrol show slurmd >/dev/null 2>&1 && node_ready
+}
+
 is_up() {
     live_pid "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null &&
         live_pid "$RUN_DIR/slurmd.pid" slurmd >/dev/null &&
         ctld_responds &&
-        node_ready
+        node_up
 }
 
 print_locations() {
@@ -419,7 +435,7 @@ cmd_up() {
     start_daemon slurmctld
     wait_for "slurmctld to answer 'scontrol ping'" "$deadline" "$LOG_DIR/slurmctld.log" slurmctld ctld_responds
     start_daemon slurmd
-    wait_for "node $(node_name) to be idle" "$deadline" "$LOG_DIR/slurmd.log" slurmd node_ready
+    wait_for "node $(node_name) to be idle" "$deadline" "$LOG_DIR/slurmd.log" slurmd node_up
     say "up in $((SECONDS - start))s: node $(node_name) is $(node_state)"
     print_locations
 }

@@ -4,6 +4,11 @@ A checkpoint file is a small header (magic, payload length, SHA-256) followed by
 a ``torch.save`` payload. The hash catches truncation and bit rot that the zip
 container alone may not, so a damaged newest file is skipped with a warning and
 the previous one is used instead, never a crash and never a silent fresh start.
+
+Files are named ``ckpt-<global step, 12 digits>.pt`` and written with
+:func:`snakesweep.atomic.write_bytes` (temporary file, fsync, rename, fsync of the
+folder): a writer killed at any instant leaves either the previous set of files or
+the new one, plus at most a hidden ``.ckpt-*.tmp`` leftover that the next save removes.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from typing import Any
 
 import torch
 
-from snakesweep.atomic import fsync_dir, write_bytes
+from snakesweep.atomic import fsync_dir, remove_stale_temps, write_bytes
 
 MAGIC = b"SNKSWPC1"
 _HEADER = struct.Struct(">8sQ32s")  # magic, payload length, sha256
 _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
+#: Suffix given to a damaged checkpoint that was passed over for an older good one.
+CORRUPT_SUFFIX = ".corrupt"
 
 
 class CheckpointError(RuntimeError):
@@ -49,10 +56,13 @@ def save_checkpoint(
     """Write ``state`` as the checkpoint of ``step`` durably, then drop all but the newest ``keep``."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    payload = buffer.getvalue()
-    header = _HEADER.pack(MAGIC, len(payload), hashlib.sha256(payload).digest())
-    path = Path(directory) / checkpoint_name(step)
-    write_bytes(path, header + payload)
+    payload = buffer.getbuffer()  # a view: no copy of a possibly large payload
+    try:
+        header = _HEADER.pack(MAGIC, len(payload), hashlib.sha256(payload).digest())
+        path = Path(directory) / checkpoint_name(step)
+        write_bytes(path, (header, payload))
+    finally:
+        payload.release()
     _prune(Path(directory), keep)
     return path
 
@@ -65,7 +75,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     magic, length, digest = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ValueError(f"{path}: not a snakesweep checkpoint")
-    payload = data[_HEADER.size :]
+    payload = memoryview(data)[_HEADER.size :]
     if len(payload) != length:
         raise ValueError(f"{path}: truncated payload ({len(payload)} of {length} bytes)")
     if hashlib.sha256(payload).digest() != digest:
@@ -76,23 +86,30 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load_latest(directory: str | os.PathLike) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint that loads cleanly, or ``None`` if there is none at all.
 
-    Damaged files are skipped with a warning. If files exist but every one is
-    damaged, :class:`CheckpointError` is raised: restarting from scratch would
-    silently throw the trial's progress away.
+    Damaged files are skipped with a warning; once an older good one has loaded,
+    the damaged newer ones are renamed ``*.corrupt`` (kept for inspection, out of
+    the rotation). If files exist but every one is damaged, :class:`CheckpointError`
+    is raised and the files stay where they are, so that every later attempt fails
+    the same way: restarting from scratch would silently throw the trial's progress away.
     """
     candidates = list_checkpoints(directory)
-    problems = []
+    problems: list[tuple[Path, str]] = []
     for path in candidates:
         try:
-            return read_checkpoint(path), path
+            state = read_checkpoint(path)
         except Exception as exc:  # any failure to load means: try the previous one
-            problems.append(f"{path.name}: {exc}")
+            problems.append((path, f"{type(exc).__name__}: {exc}"))
             warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=2)
-            _set_aside(path)
+            continue
+        for damaged, _ in problems:
+            _set_aside(damaged)
+        if problems:
+            fsync_dir(directory)
+        return state, path
     if candidates:
         raise CheckpointError(
             f"no loadable checkpoint in {directory}; refusing to restart from scratch: "
-            + "; ".join(problems)
+            + "; ".join(f"{p.name}: {why}" for p, why in problems)
         )
     return None
 
@@ -100,7 +117,7 @@ def load_latest(directory: str | os.PathLike) -> tuple[dict[str, Any], Path] | N
 def _set_aside(path: Path) -> None:
     """Rename a damaged file out of the rotation, so pruning never keeps it over good ones."""
     try:
-        os.replace(path, path.with_name(path.name + ".corrupt"))
+        os.replace(path, path.with_name(path.name + CORRUPT_SUFFIX))
     except OSError:
         pass
 
@@ -108,6 +125,5 @@ def _set_aside(path: Path) -> None:
 def _prune(directory: Path, keep: int) -> None:
     for old in list_checkpoints(directory)[max(1, keep) :]:
         old.unlink(missing_ok=True)
-    for stale in directory.glob(".ckpt-*.tmp"):  # left by a writer killed mid-save
-        stale.unlink(missing_ok=True)
+    remove_stale_temps(directory, "ckpt-*")  # left by a writer killed mid-save
     fsync_dir(directory)

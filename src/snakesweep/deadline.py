@@ -1,7 +1,9 @@
 """When must this segment stop? A job's end time, from SLURM or the environment.
 
 SLURM can change a running job's time limit (``scontrol update``), so the end
-time is re-read now and then instead of once at start.
+time is re-read now and then (every :data:`REFRESH_SECONDS`) instead of once at
+start. A failed ``squeue`` keeps the end time read before: a transient error must
+not make a job forget its deadline.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class Deadline:
 
     Sources, first match wins: an explicit value; ``SNAKESWEEP_DEADLINE`` (Unix
     seconds); the end time of the SLURM job in ``SLURM_JOB_ID``. ``at()`` is
-    ``None`` when there is no deadline.
+    ``None`` when there is no deadline. ``clock`` and ``slurm_query`` are there
+    for tests.
     """
 
     def __init__(
@@ -72,15 +75,23 @@ class Deadline:
         self._query = slurm_query
         self._job_id = env.get("SLURM_JOB_ID") or None
         self._fixed = explicit
+        self._source = "explicit"
         if self._fixed is None and env.get(ENV_DEADLINE):
-            self._fixed = float(env[ENV_DEADLINE])
+            try:
+                self._fixed = float(env[ENV_DEADLINE])
+            except ValueError:
+                raise ValueError(
+                    f"{ENV_DEADLINE}={env[ENV_DEADLINE]!r} is not a Unix time in seconds"
+                ) from None
+            self._source = "env"
         self._slurm_end: float | None = None
         self._checked_at = float("-inf")
 
     @property
     def source(self) -> str:
+        """Where the deadline comes from: ``explicit``, ``env``, ``slurm`` or ``none``."""
         if self._fixed is not None:
-            return "explicit"
+            return self._source
         return "slurm" if self._job_id else "none"
 
     def at(self) -> float | None:
@@ -92,5 +103,7 @@ class Deadline:
         now = self._clock()
         if now - self._checked_at >= REFRESH_SECONDS:
             self._checked_at = now
-            self._slurm_end = self._query(self._job_id)
+            end = self._query(self._job_id)
+            if end is not None:  # None: squeue failed or said "no end"; keep what we knew
+                self._slurm_end = end
         return self._slurm_end

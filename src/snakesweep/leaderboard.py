@@ -13,6 +13,7 @@ from snakesweep.results import (
     best_config,
     best_trial,
     format_table,
+    latest_per_trial,
     leaderboard_rows,
     read_records,
     status_counts,
@@ -28,9 +29,10 @@ def write_leaderboard(
     metric: str,
     mode: str,
     budget: int,
+    rung_budgets: Sequence[int] = (),
 ) -> None:
     """Rank the trials into ``csv_path`` and write the best trial's config to ``best_path``."""
-    records = read_records(record_paths)
+    records = latest_per_trial(read_records(record_paths), budget, rung_budgets)
     write_csv(leaderboard_rows(records, mode), csv_path)
     best = best_trial(records, mode, budget=budget)
     counts = status_counts(records)
@@ -53,14 +55,21 @@ def write_leaderboard(
 
 
 def summary(
-    record_paths: Sequence[str | os.PathLike], root: str | os.PathLike, metric: str, mode: str, top: int = 10
+    record_paths: Sequence[str | os.PathLike],
+    root: str | os.PathLike,
+    metric: str,
+    mode: str,
+    budget: int,
+    rung_budgets: Sequence[int] = (),
+    top: int = 10,
 ) -> str:
     """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs."""
     root = Path(root)
-    records = read_records(p for p in record_paths if Path(p).exists())
+    found = [p for p in record_paths if Path(p).exists()]
+    records = latest_per_trial(read_records(found), budget, rung_budgets)
     rows = leaderboard_rows(records, mode)
     counts = {s: n for s, n in status_counts(records).items() if n}
-    missing = len(record_paths) - len(records)
+    missing = len(record_paths) - len(found)
     lines = [
         f"snakesweep: {root.name}: {len(rows)} trials ("
         + ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -29,14 +29,30 @@ OTHER_STYLE: dict[str, Any] = {"color": "tab:purple", "linestyle": ":", "end": N
 BEST_COLOR = "tab:green"
 
 
-def latest_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """One record per trial, the one with the highest budget, ordered by trial id."""
+def latest_records(
+    records: Iterable[Mapping[str, Any]], full_budget: int | None = None
+) -> list[Mapping[str, Any]]:
+    """One record per trial, the one with the highest budget, ordered by trial id.
+
+    With ``full_budget``, a trial whose latest record completed a smaller budget
+    was not promoted past that rung: it is drawn as ``pruned``.
+    """
     latest: dict[str, Mapping[str, Any]] = {}
     for record in records:
         tid = record["trial_id"]
         if tid not in latest or (record.get("budget") or 0) > (latest[tid].get("budget") or 0):
             latest[tid] = record
-    return [latest[tid] for tid in sorted(latest)]
+    out = []
+    for tid in sorted(latest):
+        record = latest[tid]
+        if (
+            full_budget is not None
+            and record.get("status") == "completed"
+            and (record.get("budget") or 0) < full_budget
+        ):
+            record = {**record, "status": "pruned"}
+        out.append(record)
+    return out
 
 
 def curve(record: Mapping[str, Any], metric: str) -> tuple[list[int], list[float]]:
@@ -83,7 +99,7 @@ def plot_learning_curves(
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    records = latest_records(records)
+    records = latest_records(records, budget)
     best = best_trial(records, mode, budget=budget)
     fig, ax = _figure(1, 1, (7.5, 4.8))
     ax = ax[0]
@@ -138,7 +154,9 @@ def plot_learning_curves(
             ),
         )
     if not any(curve(r, metric)[0] for r in records):
-        ax.text(0.5, 0.5, "no metrics reported yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no metrics reported yet", ha="center", va="center", transform=ax.transAxes
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)")
@@ -172,7 +190,7 @@ def plot_metric_vs_params(
     Trials without a finite metric are left out and counted in the title.
     Returns the scale of each panel.
     """
-    records = latest_records(records)
+    records = latest_records(records, budget)
     log_parameters = set(log_parameters)
     best = best_trial(records, mode, budget=budget)
     shown = [r for r in records if is_finite(r.get("final"))]
@@ -186,8 +204,7 @@ def plot_metric_vs_params(
         if is_numeric(values):
             xs = [float(v) for v in values]
             scale = "log" if name in log_parameters and all(x > 0 for x in xs) else "linear"
-            if scale == "log":
-                ax.set_xscale("log")
+            _numeric_axis(ax, xs, scale)
         else:
             categories = sorted({repr(v) for v in values})
             positions = {c: i for i, c in enumerate(categories)}
@@ -220,12 +237,35 @@ def plot_metric_vs_params(
         )
     hidden = len(records) - len(shown)
     heading = title or f"{metric} against each parameter"
-    notes = ["star = best", "hollow = pruned (metric at its rung)"]
+    notes = ["green star = best"] if best is not None else []
+    if any(r.get("status") == "pruned" for r in shown):
+        notes.append("hollow = pruned (metric at its rung)")
     if hidden:
         notes.append(f"{hidden} trial(s) without a finite {metric} not shown")
-    fig.suptitle(heading + "\n" + "; ".join(notes), fontsize="medium")
+    fig.suptitle("\n".join([heading, "; ".join(notes)]).strip(), fontsize="medium")
     _save(fig, path)
     return {"panels": scales, "shown": len(shown), "hidden": hidden}
+
+
+def _numeric_axis(ax: Any, xs: Sequence[float], scale: str) -> None:
+    """Ticks a person can read: the values themselves when there are few, else 1-2-5 steps."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if scale == "log":
+        ax.set_xscale("log")
+    label = FuncFormatter(lambda v, _: f"{v:.3g}")
+    distinct = sorted(set(xs))
+    if 0 < len(distinct) <= 5:
+        ax.xaxis.set_major_locator(FixedLocator(distinct))
+    elif scale == "log":
+        decades = math.log10(max(distinct) / min(distinct))
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades < 2 else (1.0,)))
+    else:
+        return
+    ax.xaxis.set_major_formatter(label)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for tick in ax.get_xticklabels():
+        tick.set_rotation(30)
 
 
 def _category_label(text: str) -> str:

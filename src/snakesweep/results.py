@@ -71,6 +71,29 @@ def best_trial(
     return ranked[0] if ranked else None
 
 
+def latest_per_trial(
+    records: Iterable[Mapping[str, Any]], max_budget: int, rung_budgets: Sequence[int] = ()
+) -> list[dict[str, Any]]:
+    """One record per trial: the one of its largest budget, with the rung it reached.
+
+    A trial whose last record completed a budget below ``max_budget`` was not
+    promoted: it is marked ``pruned``. ``rung`` is the index of the largest rung
+    budget the trial completed (None if it completed none).
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        current = latest.get(record["trial_id"])
+        if current is None or record["budget"] > current["budget"]:
+            latest[record["trial_id"]] = dict(record)
+    rungs = sorted(rung_budgets) or [max_budget]
+    for record in latest.values():
+        if record["status"] == "completed" and record["budget"] < max_budget:
+            record["status"] = "pruned"
+        reached = [i for i, b in enumerate(rungs) if b <= (record.get("epochs_done") or 0)]
+        record["rung"] = reached[-1] if reached else None
+    return list(latest.values())
+
+
 def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
@@ -90,6 +113,7 @@ def leaderboard_rows(records: Iterable[Mapping[str, Any]], mode: str) -> list[di
             "budget": record.get("budget"),
             "wall_time_s": record.get("wall_time_s"),
             "restarts": record.get("restarts", 0),
+            "rung": record.get("rung"),
         }
         for name, value in sorted(record.get("params", {}).items()):
             row[f"param_{name}"] = value
@@ -128,7 +152,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str, top: int = 10) 
     params = [
         c for c in (rows[0] if rows else {}) if c.startswith("param_") and c != "param_epochs"
     ]
-    header = ["#", "trial_id", "status", metric, "best", "epochs", "restarts"] + [
+    header = ["#", "trial_id", "status", metric, "best", "epochs", "rung", "restarts"] + [
         p[6:] for p in params
     ]
     lines = [header]
@@ -141,6 +165,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str, top: int = 10) 
                 _fmt(row["final"]),
                 _fmt(row["best"]),
                 f"{row['epochs_done']}/{row['budget']}",
+                _fmt(row.get("rung")),
                 str(row["restarts"]),
             ]
             + [_fmt(row.get(p)) for p in params]

@@ -14,7 +14,7 @@ A few lines adopt it (see the README)::
 The session saves at epoch ends, every N steps and/or T seconds, and right
 before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
 :data:`~snakesweep.contract.EXIT_CONTINUE` so that the workflow runs another
-segment, which resumes bit for bit where this one stopped.
+segment, which resumes bit for bit where this one stopped. See docs/checkpointing.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from snakesweep import contract
-from snakesweep.atomic import append_line, write_bytes
+from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
 
@@ -86,11 +86,16 @@ class TrialSession:
         self._order: torch.Tensor | None = None
         self._steps_per_epoch: int | None = None
         self._stop_signal: int | None = None
+        self._final_epoch: int | None = None
+        self._training_started = False
         self._last_save = time.monotonic()
         self._step_started = time.monotonic()
+        # Timings of this segment (None: not measured yet), and those of the segment before,
+        # restored from the checkpoint, as estimates until this segment has measured its own.
         self._max_step_s = 0.0
-        self._max_epoch_end_s = 0.0
+        self._max_epoch_end_s: float | None = None
         self._max_save_s: float | None = None
+        self._prior_timings: dict[str, float] = {}
         if handle_signals:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, self._on_signal)
@@ -149,6 +154,7 @@ class TrialSession:
         self._sums = {k: list(v) for k, v in state["sums"].items()}
         self.resumes = state["resumes"] + 1
         self.resumed_from = path
+        self._prior_timings = dict(state.get("timings") or {})
         self._rewrite_metrics()
         self._say(
             f"resumed from {path.name}: epoch {self.epoch}, batch {self.position}, "
@@ -160,6 +166,9 @@ class TrialSession:
     def epochs(self, total: int) -> Iterator[int]:
         """Epoch indices still to train (0-based), stopping early at a rung's budget."""
         stop = total if self.stop_at_epoch is None else min(total, self.stop_at_epoch)
+        self._final_epoch = stop
+        if self.epoch >= stop and self.resumed_from is not None:
+            self._say(f"nothing left to train: {self.epoch} epochs done, {stop} asked for")
         while self.epoch < stop:
             before = self.epoch
             yield self.epoch
@@ -176,6 +185,12 @@ class TrialSession:
             generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + self.epoch)
             self._order = torch.randperm(n_items, generator=generator)
         self._steps_per_epoch = math.ceil(n_items / batch_size)
+        if not self._training_started:
+            # "Every T seconds of training": count from the first batch of this segment,
+            # not from process start (imports, data loading, resume).
+            self._training_started = True
+            if self._max_save_s is None:
+                self._last_save = time.monotonic()
         for index in range(self.position, self._steps_per_epoch):
             self._step_started = time.monotonic()
             yield self._order[index * batch_size : (index + 1) * batch_size]
@@ -196,7 +211,11 @@ class TrialSession:
         entry[1] += weight
 
     def end_epoch(self, metrics: Mapping[str, float] | None = None) -> None:
-        """Record the epoch's metrics, checkpoint, and stop if the next epoch cannot fit."""
+        """Record the epoch's metrics, checkpoint, and stop if the next step cannot fit.
+
+        After the last epoch (``--epochs`` or the rung's budget) it never stops: the
+        script goes on to exit 0 by itself.
+        """
         started = getattr(self, "_epoch_end_started", time.monotonic())
         means = {k: (s / w if w else float("nan")) for k, (s, w) in self._sums.items()}
         self.epoch += 1
@@ -213,8 +232,15 @@ class TrialSession:
             f"epoch {self.epoch}: "
             + " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k != "epoch")
         )
-        self._max_epoch_end_s = max(self._max_epoch_end_s, time.monotonic() - started)
-        if self._stop_requested(next_work_s=self._max_step_s + self._max_epoch_end_s):
+        self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
+        if self._final_epoch is not None and self.epoch >= self._final_epoch:
+            return  # done: a late signal or a near deadline must not turn this into a continue
+        # The state is saved; stop unless the first step of the next epoch fits (and the
+        # next epoch's end too, when that epoch is a single step).
+        next_work = self._max_step_s
+        if self._steps_per_epoch == 1:
+            next_work += self._epoch_end_estimate()
+        if self._stop_requested(next_work_s=next_work):
             self._leave()
 
     # -- saving and stopping --------------------------------------------------------------------
@@ -235,6 +261,7 @@ class TrialSession:
             "sums": self._sums,
             "resumes": self.resumes,
             "saved_at": time.time(),
+            "timings": self._timings(),
         }
         path = save_checkpoint(self.checkpoint_dir, self.global_step, state, keep=self.keep)
         elapsed = time.monotonic() - started
@@ -243,16 +270,56 @@ class TrialSession:
         return path
 
     def _step_boundary(self) -> None:
-        last_in_epoch = self.position + 1 >= (self._steps_per_epoch or 0)
-        next_work = self._max_step_s + (self._max_epoch_end_s if last_in_epoch else 0.0)
+        steps = self._steps_per_epoch or 0
+        saved = False
+        # A periodic save is due every N steps / T seconds, but not after an epoch's last
+        # step: end_epoch saves a moment later anyway. It comes before the stop check so
+        # that the check sees the time it took.
+        if self.position < steps and self._periodic_due():
+            self.save()
+            saved = True
+        # What must still fit before the deadline if we go on: the next step, and the
+        # epoch's end when that step is the epoch's last (or when only the end is left).
+        if self.position + 1 < steps:
+            next_work = self._max_step_s
+        elif self.position + 1 == steps:
+            next_work = self._max_step_s + self._epoch_end_estimate()
+        else:
+            next_work = self._epoch_end_estimate()
         if self._stop_requested(next_work_s=next_work):
-            self.save()
+            if not saved:
+                self.save()
             self._leave()
-        periodic = (self.every_steps and self.global_step % self.every_steps == 0) or (
-            self.every_seconds and time.monotonic() - self._last_save >= self.every_seconds
+
+    def _periodic_due(self) -> bool:
+        return bool(
+            (self.every_steps and self.global_step % self.every_steps == 0)
+            or (self.every_seconds and time.monotonic() - self._last_save >= self.every_seconds)
         )
-        if periodic:
-            self.save()
+
+    def _timings(self) -> dict[str, float]:
+        """Measured timings (this segment's, else the previous one's) for the next segment."""
+        measured = {
+            "step_s": self._max_step_s or None,
+            "epoch_end_s": self._max_epoch_end_s,
+            "save_s": self._max_save_s,
+        }
+        timings = dict(self._prior_timings)
+        timings.update({k: v for k, v in measured.items() if v is not None})
+        return timings
+
+    def _save_estimate(self) -> float:
+        """Seconds one save takes: measured in this segment, else in the one before, else a guess."""
+        if self._max_save_s is not None:
+            return self._max_save_s
+        return float(self._prior_timings.get("save_s", DEFAULT_SAVE_SECONDS))
+
+    def _epoch_end_estimate(self) -> float:
+        """Seconds from an epoch's last step to the end of ``end_epoch`` (validation, save)."""
+        if self._max_epoch_end_s is not None:
+            return self._max_epoch_end_s
+        prior = self._prior_timings.get("epoch_end_s")
+        return float(prior) if prior is not None else self._save_estimate()
 
     def _stop_requested(self, next_work_s: float) -> bool:
         if self._stop_signal is not None:
@@ -263,7 +330,7 @@ class TrialSession:
         deadline = self.deadline.at()
         if deadline is None:
             return False
-        save_s = self._max_save_s if self._max_save_s is not None else DEFAULT_SAVE_SECONDS
+        save_s = self._save_estimate()
         if time.time() + next_work_s + save_s + self.margin_s >= deadline:
             self._say(
                 f"deadline in {deadline - time.time():.1f}s cannot fit another step "
@@ -275,7 +342,8 @@ class TrialSession:
     def _leave(self) -> None:
         """Exit so that the workflow continues this trial in a new segment (state already saved)."""
         self._say(
-            f"checkpointed at epoch {self.epoch}, batch {self.position}; continuing in a new job"
+            f"checkpointed at epoch {self.epoch}, batch {self.position}, step {self.global_step}; "
+            "continuing in a new job"
         )
         sys.stdout.flush()
         sys.exit(contract.EXIT_CONTINUE)
@@ -288,8 +356,12 @@ class TrialSession:
         """Make metrics.jsonl match the checkpoint: drop epochs reported after the last save."""
         if self.trial_dir is None:
             return
-        text = "".join(json.dumps(r) + "\n" for r in self.history)
-        write_bytes(self.trial_dir / contract.METRICS_FILE, text.encode())
+        path = self.trial_dir / contract.METRICS_FILE
+        remove_stale_temps(self.trial_dir, contract.METRICS_FILE)
+        data = "".join(json.dumps(r) + "\n" for r in self.history).encode()
+        if path.exists() and path.read_bytes() == data:
+            return  # already right (a finished trial resumed, say): leave the file alone
+        write_bytes(path, data)
 
     def _say(self, message: str) -> None:
         if self.verbose:

@@ -52,9 +52,7 @@ def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> li
     kinds are refused because a grid cannot enumerate them.
     """
     if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}"
-        )
+        raise ConfigError(f"strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}")
     params = []
     for name in sorted(spec):
         key = f"parameters.{name}"

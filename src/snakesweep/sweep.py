@@ -7,9 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakesweep.pruning import hyperband_brackets, rung_budgets
 from snakesweep.sampling import expand
 from snakesweep.space import ConfigError, Parameter, parse_parameters
 from snakesweep.trial_id import trial_id
+
+PRUNING_METHODS = ("none", "sha", "hyperband", "asha")
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """A cohort of trials that is pruned together, rung by rung (one bracket unless Hyperband)."""
+
+    index: int
+    budgets: tuple[int, ...]
+    trial_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,12 @@ class Sweep:
     parameters: tuple[Parameter, ...]
     #: trial_id -> full parameter set passed to the training script (epochs included)
     trials: dict[str, dict[str, Any]] = field(repr=False)
+    pruning: str = "none"
+    eta: int = 3
+    #: Synchronous rungs (none, sha, hyperband); one bracket holding every trial otherwise.
+    brackets: tuple[Bracket, ...] = ()
+    #: Epoch budgets at which a trial is compared with its peers (all methods but none).
+    rung_budgets: tuple[int, ...] = ()
 
     @property
     def trial_ids(self) -> list[str]:
@@ -50,10 +68,51 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
     if not params:
         raise ConfigError("parameters: the search space is empty; define at least one parameter")
     epochs = int(config.get("epochs", 8))
+    seed = int(config.get("seed", 0))
+    pruning = dict(config.get("pruning") or {})
+    method = pruning.get("method", "none")
+    eta, min_t = int(pruning.get("eta", 3)), int(pruning.get("min_t", 1))
+    if method not in PRUNING_METHODS:
+        raise ConfigError(
+            f"pruning.method: {method!r} is not allowed; use one of {list(PRUNING_METHODS)}"
+        )
+    if method != "none":
+        if eta < 2:
+            raise ConfigError(f"pruning.eta: must be >= 2, got {eta}")
+        if not 0 < min_t <= epochs:
+            raise ConfigError(
+                f"pruning.min_t: must be > 0 and <= epochs (the largest budget, max_t = {epochs}), got {min_t}"
+            )
+    if method == "hyperband":
+        if strategy != "random":
+            raise ConfigError(
+                "pruning.method: 'hyperband' samples its own brackets; use strategy 'random'"
+            )
+        plan = hyperband_brackets(min_t, epochs, eta)
+        samples = expand(params, strategy, sum(b.n_trials for b in plan), seed)
+        per_bracket = []
+        for b in plan:
+            chunk, samples = samples[: b.n_trials], samples[b.n_trials :]
+            per_bracket.append((b.budgets, chunk))
+    else:
+        budgets = tuple(rung_budgets(min_t, epochs, eta)) if method == "sha" else (epochs,)
+        per_bracket = [(budgets, expand(params, strategy, n_trials, seed))]
     trials: dict[str, dict[str, Any]] = {}
-    for values in expand(params, strategy, n_trials, int(config.get("seed", 0))):
-        full = {**values, "epochs": epochs}
-        trials.setdefault(trial_id(full), full)
+    brackets = []
+    for index, (budgets, values_list) in enumerate(per_bracket):
+        ids = []
+        for values in values_list:
+            full = {**values, "epochs": epochs}
+            tid = trial_id(full)
+            trials.setdefault(tid, full)
+            if tid not in ids:
+                ids.append(tid)
+        brackets.append(Bracket(index, tuple(budgets), tuple(ids)))
+    rungs: tuple[int, ...] = ()
+    if method in ("sha", "asha"):
+        rungs = tuple(rung_budgets(min_t, epochs, eta))
+    elif method == "hyperband":
+        rungs = tuple(sorted({b for bracket in brackets for b in bracket.budgets}))
     root = Path(config.get("results_dir", "results")) / config.get("sweep", "demo")
     return Sweep(
         name=config.get("sweep", "demo"),
@@ -63,4 +122,8 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
         epochs=epochs,
         parameters=tuple(params),
         trials=trials,
+        pruning=method,
+        eta=eta,
+        brackets=tuple(brackets),
+        rung_budgets=rungs,
     )

@@ -25,5 +25,6 @@ rule leaderboard:
         metric=SWEEP.metric,
         mode=SWEEP.mode,
         budget=SWEEP.epochs,
+        rung_budgets=list(SWEEP.rung_budgets),
     script:
         "../scripts/leaderboard.py"

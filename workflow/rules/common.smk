@@ -1,5 +1,6 @@
 # Shared state and input functions: the sweep plan is computed once, at parse time.
 
+import json
 import os
 
 from snakemake.exceptions import WorkflowError
@@ -18,6 +19,8 @@ ROOT = str(SWEEP.root)
 wildcard_constraints:
     trial_id="[0-9a-f]{12}",
     budget="[0-9]+",
+    bracket="[0-9]+",
+    rung="[0-9]+",
 
 
 def trial_params(wildcards):
@@ -29,9 +32,35 @@ def trial_dir(wildcards):
     return str(SWEEP.trial_dir(wildcards.trial_id))
 
 
+def record_path(trial_id, budget):
+    return f"{ROOT}/trials/{trial_id}/result-{budget}.json"
+
+
+def alive_trials(bracket, rung):
+    """Trials of a bracket that train at this rung: all at rung 0, then the promoted ones."""
+    if rung == 0:
+        return list(SWEEP.brackets[bracket].trial_ids)
+    decision = checkpoints.promote_rung.get(bracket=bracket, rung=rung - 1).output[0]
+    with open(decision) as f:
+        return json.load(f)["promoted"]
+
+
+def rung_records(bracket, rung):
+    budget = SWEEP.brackets[bracket].budgets[rung]
+    return [record_path(tid, budget) for tid in alive_trials(bracket, rung)]
+
+
+def promotion_inputs(wildcards):
+    return rung_records(int(wildcards.bracket), int(wildcards.rung))
+
+
 def final_results(wildcards):
-    """Result records of every trial at the full budget."""
-    return [f"{ROOT}/trials/{tid}/result-{SWEEP.epochs}.json" for tid in SWEEP.trials]
+    """Every result record the sweep produces: each trial at each rung it reached."""
+    paths = []
+    for bracket in SWEEP.brackets:
+        for rung in range(len(bracket.budgets)):
+            paths += rung_records(bracket.index, rung)
+    return list(dict.fromkeys(paths))  # Hyperband brackets may share a trial
 
 
 def training_resources():
@@ -52,4 +81,12 @@ def print_summary():
     from snakesweep.leaderboard import summary
 
     if os.path.exists(f"{ROOT}/leaderboard.csv"):
-        print(summary(final_results(None), ROOT, SWEEP.metric, SWEEP.mode), flush=True)
+        text = summary(
+            final_results(None),
+            ROOT,
+            SWEEP.metric,
+            SWEEP.mode,
+            SWEEP.epochs,
+            SWEEP.rung_budgets,
+        )
+        print(text, flush=True)

@@ -15,4 +15,5 @@ with open(sm.log[0], "w") as log:
         metric=sm.params.metric,
         mode=sm.params.mode,
         budget=sm.params.budget,
+        rung_budgets=sm.params.rung_budgets,
     )

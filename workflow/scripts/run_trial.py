@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-from snakesweep.launch import TrialJob, run_segment
+from snakesweep.launch import TrialJob
+from snakesweep.provenance import run_with_provenance
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 ckpt = sm.params.checkpoint
@@ -24,4 +25,5 @@ job = TrialJob(
     deadline_margin_s=ckpt["deadline_margin_s"],
     max_continuations=ckpt["max_continuations"],
 )
-sys.exit(run_segment(job))
+# provenance.json before and after the segment, then the trackers switched on in `tracking`
+sys.exit(run_with_provenance(job, sm.config, workflow_dir=sm.scriptdir))

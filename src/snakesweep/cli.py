@@ -1,0 +1,124 @@
+"""The ``snakesweep`` command: ``snakesweep status results/<sweep>`` and friends.
+
+Running the sweep itself is Snakemake's job (``snakemake --profile profiles/local``);
+this command only reads what a sweep leaves in its results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from snakesweep import __version__
+from snakesweep.status import StatusError, format_status, planned_trials, scan_sweep
+
+CLEAR_SCREEN = "\033[2J\033[H"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snakesweep",
+        description="Hyper-parameter sweeps of PyTorch training as a Snakemake workflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"snakesweep {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = commands.add_parser(
+        "status",
+        help="where a sweep stands: counts, best so far, running trials (at any time)",
+        description=(
+            "Print a live leaderboard of a sweep from its results folder: how many trials "
+            "are completed, running, waiting to continue, pending, pruned, diverged or "
+            "failed, the best so far, and each running trial's last epoch and metric. "
+            "Safe to run while the sweep runs; it reads files and writes nothing."
+        ),
+    )
+    status.add_argument(
+        "root",
+        nargs="?",
+        help="the sweep's results folder, results/<sweep> (default: the one --config names)",
+    )
+    status.add_argument(
+        "--config",
+        metavar="CONFIGFILE",
+        help="the sweep's config file: counts planned trials not started as pending, "
+        "and gives the metric and mode",
+    )
+    status.add_argument("--metric", help="metric to rank by (default: from results or --config)")
+    status.add_argument("--mode", choices=["min", "max"], help="whether smaller or larger is better")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=5.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) until Ctrl-C",
+    )
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.add_argument(
+        "--top", type=int, default=20, help="leaderboard rows to show (0: all; default 20)"
+    )
+    status.set_defaults(handler=cmd_status)
+    return parser
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    planned = None
+    metric, mode, root = args.metric, args.mode, args.root
+    if args.config:
+        sweep, _ = planned_trials(args.config)
+        planned = sweep.trials
+        metric = metric or sweep.metric
+        mode = mode or sweep.mode
+        root = root or str(sweep.root)
+    if root is None:
+        raise StatusError("name the sweep's results folder (results/<sweep>) or give --config")
+
+    def render() -> str:
+        status = scan_sweep(root, metric=metric, mode=mode, planned=planned)
+        if args.json:
+            return json.dumps(status.to_json(), indent=2, sort_keys=True)
+        return format_status(status, top=args.top)
+
+    if args.watch is None:
+        print(render(), file=out)
+        return 0
+    return watch(render, args.watch, out, clear=not args.json)
+
+
+def watch(
+    render: Callable[[], str],
+    interval: float,
+    out: TextIO,
+    clear: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Print ``render()`` every ``interval`` seconds (clearing the screen first) until Ctrl-C."""
+    try:
+        while True:
+            text = render()
+            out.write((CLEAR_SCREEN if clear else "") + text + "\n")
+            out.flush()
+            sleep(max(0.1, interval))
+    except KeyboardInterrupt:
+        out.write("\n")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args, out)
+    except StatusError as error:
+        print(f"snakesweep {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

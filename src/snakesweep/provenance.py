@@ -1,0 +1,294 @@
+"""Provenance of a trial: what ran, with which code and config, where, and in how many jobs.
+
+``provenance.json`` in the trial folder is written when a segment starts and
+refreshed when it ends (:func:`run_with_provenance`, called by the training
+rule). It holds the resolved parameters, the sha256 of the sweep's validated
+config, the git commit of the workflow (and whether the work tree had
+uncommitted changes), the training script's sha256, the versions of Python,
+snakesweep, torch and Snakemake, the host, and every job segment from
+``segments.jsonl`` with its SLURM job id, start and end times and outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snakesweep import __version__, contract
+from snakesweep.atomic import write_json
+from snakesweep.launch import TrialJob, read_metrics, read_segments, run_segment
+from snakesweep.trackers import sync_trackers
+
+PROVENANCE_FILE = "provenance.json"
+FORMAT_VERSION = 1
+GIT_TIMEOUT_S = 10
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as plain JSON data: mappings with string keys, lists, finite numbers, text."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the same data always gives the same string."""
+    return json.dumps(
+        canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of a (validated) sweep config."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def code_version(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The git commit of the repository holding ``path`` and whether tracked files changed.
+
+    ``None`` when there is no git, no repository, or no commit yet.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(folder), *args],
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "--verify", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "repo": git("rev-parse", "--show-toplevel"),
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+    }
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def runtime_versions() -> dict[str, str | None]:
+    """Versions of the software a trial ran with (looked up without importing torch)."""
+    return {
+        "python": platform.python_version(),
+        "snakesweep": __version__,
+        "torch": package_version("torch"),
+        "numpy": package_version("numpy"),
+        "snakemake": package_version("snakemake"),
+    }
+
+
+def summarize_segments(
+    events: Sequence[Mapping[str, Any]], running: bool = False
+) -> dict[str, Any]:
+    """Job segments from ``segments.jsonl`` events, paired by segment number, and their counts.
+
+    A segment without an end event is ``running`` if it is the last one and
+    ``running`` is true, else ``lost`` (its job died without a word: SIGKILL, node
+    failure). ``resumes`` counts segments that continued a trial after one that
+    saved its state (outcome ``continue``), ``restarts`` those that followed a lost
+    one, ``promotions`` those that took a trial on to a higher budget (pruning rungs).
+    """
+    starts = [e for e in events if e.get("event") == "start"]
+    ends = {e.get("segment"): e for e in events if e.get("event") == "end"}
+    segments = []
+    for index, start in enumerate(starts):
+        end = ends.get(start.get("segment"))
+        last = index == len(starts) - 1
+        outcome = end.get("outcome") if end else ("running" if last and running else "lost")
+        segments.append(
+            {
+                "segment": start.get("segment"),
+                "budget": start.get("budget"),
+                "host": start.get("host"),
+                "pid": start.get("pid"),
+                "slurm_job_id": start.get("slurm_job_id"),
+                "start": start.get("time"),
+                "end": end.get("time") if end else None,
+                "duration_s": (
+                    round(end["time"] - start["time"], 3)
+                    if end and _is_number(end.get("time")) and _is_number(start.get("time"))
+                    else None
+                ),
+                "exit_code": end.get("exit_code") if end else None,
+                "outcome": outcome,
+            }
+        )
+    resumes = restarts = promotions = 0
+    for before, after in zip(segments, segments[1:], strict=False):
+        if before["outcome"] == "continue":
+            resumes += 1
+        elif before["outcome"] == "lost":
+            restarts += 1
+        elif (after["budget"] or 0) > (before["budget"] or 0):
+            promotions += 1
+    job_ids = []
+    for segment in segments:
+        if segment["slurm_job_id"] and segment["slurm_job_id"] not in job_ids:
+            job_ids.append(segment["slurm_job_id"])
+    return {
+        "segments": segments,
+        "n_segments": len(segments),
+        "resumes": resumes,
+        "restarts": restarts,
+        "promotions": promotions,
+        "slurm_job_ids": job_ids,
+        "hosts": sorted({s["host"] for s in segments if s["host"]}),
+    }
+
+
+def build_provenance(
+    job: TrialJob,
+    config: Mapping[str, Any] | None,
+    state: str,
+    workflow_dir: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The provenance record of ``job``'s trial as it stands (``state``: running or ended)."""
+    env = os.environ if env is None else env
+    now = time.time() if now is None else now
+    summary = summarize_segments(read_segments(job.trial_dir), running=state == "running")
+    result = _read_json(job.result_path) if state != "running" else None
+    history = (
+        read_metrics(job.trial_dir) if (job.trial_dir / contract.METRICS_FILE).exists() else []
+    )
+    script = Path(job.script)
+    return {
+        "format": FORMAT_VERSION,
+        "trial_id": job.trial_id,
+        "state": state,
+        "status": result.get("status") if result else None,
+        "updated": now,
+        "params": dict(job.params),
+        "budget": job.budget,
+        "metric": job.metric,
+        "mode": job.mode,
+        "epochs_done": history[-1].get("epoch") if history else 0,
+        "sweep": {
+            "name": (config or {}).get("sweep"),
+            "config_sha256": config_sha256(config) if config is not None else None,
+        },
+        "code": code_version(workflow_dir) if workflow_dir is not None else None,
+        "script": {
+            "path": str(script),
+            "sha256": file_sha256(script),
+            "code": code_version(script) if script.exists() else None,
+        },
+        "versions": runtime_versions(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "current_job": {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": env.get("SLURM_JOB_ID"),
+            "budget": job.budget,
+        },
+        **summary,
+    }
+
+
+def write_provenance(
+    job: TrialJob,
+    config: Mapping[str, Any] | None,
+    state: str,
+    workflow_dir: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    path = job.trial_dir / PROVENANCE_FILE
+    write_json(path, build_provenance(job, config, state, workflow_dir=workflow_dir, env=env))
+    return path
+
+
+def run_with_provenance(
+    job: TrialJob,
+    config: Mapping[str, Any] | None,
+    workflow_dir: str | os.PathLike | None = None,
+    run: Callable[[TrialJob], int] = run_segment,
+) -> int:
+    """Run one segment between two provenance writes, then feed the enabled trackers.
+
+    Provenance and tracking are a record, never a reason to lose training: an
+    error in either is reported on stderr (or in the trial's log) and the
+    segment's exit code is returned all the same.
+    """
+    _quietly(write_provenance, job, config, "running", workflow_dir)
+    try:
+        code = run(job)
+    finally:
+        _quietly(write_provenance, job, config, "ended", workflow_dir)
+    tracking = (config or {}).get("tracking")
+    if tracking and any(tracking.values()):
+        report = sync_trackers(
+            tracking,
+            job.trial_dir,
+            job.trial_id,
+            job.params,
+            str((config or {}).get("sweep", "snakesweep")),
+            read_metrics(job.trial_dir),
+        )
+        with open(job.log_path, "a", encoding="utf-8") as log:
+            for name, what in report.items():
+                log.write(f"=== tracking {name}: {what}\n")
+    return code
+
+
+def _quietly(function: Callable[..., Any], *args: Any) -> None:
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 (a record must not stop training)
+        print(
+            f"snakesweep: could not write provenance: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

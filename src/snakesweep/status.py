@@ -1,0 +1,493 @@
+"""Where a sweep stands, read from its results folder at any time, even while it runs.
+
+Each trial's state comes from its folder alone (see ``docs/results.md``):
+
+* ``completed``, ``pruned``, ``diverged``, ``failed``: the status of its result
+  record with the highest budget (``result-<budget>.json``), unless a later
+  segment for a higher budget has started;
+* ``running``: a segment started (``segments.jsonl``) and has not ended, and no
+  result exists for its budget;
+* ``waiting``: the last segment saved its state and ended with outcome
+  ``continue``; the next job will continue it;
+* ``pending``: planned (with the sweep's config) or present on disk, but no
+  segment has started.
+
+Reading never locks or writes anything; files being written are read as they
+are (a line cut short is skipped), so the answer is at worst one epoch old.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snakesweep import contract
+from snakesweep.results import best_epoch, is_finite
+
+#: Trial states, in leaderboard order.
+STATES = ("completed", "running", "waiting", "pruned", "diverged", "failed", "pending")
+FINISHED = ("completed", "pruned", "diverged", "failed")
+RESULT_PATTERN = re.compile(r"^result-(\d+)\.json$")
+PROVENANCE_FILE = "provenance.json"
+
+
+class StatusError(ValueError):
+    """The sweep folder or the options cannot give a status (the message says why)."""
+
+
+@dataclass
+class TrialStatus:
+    """One trial as it stands."""
+
+    trial_id: str
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    #: Last epoch reported in metrics.jsonl (or by the result record).
+    epochs_done: int = 0
+    #: Budget of the newest result or of the segment under way.
+    budget: int | None = None
+    #: The metric at the last epoch reported (a finished trial: its record's final value).
+    value: float | None = None
+    best: float | None = None
+    best_epoch: int | None = None
+    segments: int = 0
+    restarts: int = 0
+    #: The segment under way or last run: where and since when.
+    host: str | None = None
+    slurm_job_id: str | None = None
+    started: float | None = None
+    #: Modification time of metrics.jsonl: when the last epoch was reported.
+    updated: float | None = None
+    #: For a running trial on this host: whether its job's process still exists.
+    alive: bool | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepStatus:
+    root: str
+    metric: str | None
+    mode: str | None
+    time: float
+    #: Trials in leaderboard order, pending ones last.
+    trials: list[TrialStatus]
+    #: Number of planned trials (with a config), else None.
+    planned: int | None = None
+    #: Trials found on disk that the config does not plan (an earlier version of the sweep).
+    not_in_plan: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for trial in self.trials:
+            counts[trial.state] = counts.get(trial.state, 0) + 1
+        return counts
+
+    @property
+    def best(self) -> tuple[TrialStatus | None, str | None]:
+        """The best completed trial; if none, the best last value among running and waiting ones."""
+        for pool in (("completed",), ("running", "waiting")):
+            candidates = [t for t in self.trials if t.state in pool and is_finite(t.value)]
+            if candidates and self.mode:
+                return ranked(candidates, self.mode)[0], pool[0]
+        return None, None
+
+    def to_json(self) -> dict[str, Any]:
+        best, source = self.best
+        return {
+            "root": self.root,
+            "metric": self.metric,
+            "mode": self.mode,
+            "time": self.time,
+            "planned": self.planned,
+            "not_in_plan": self.not_in_plan,
+            "counts": self.counts,
+            "best": asdict(best) if best else None,
+            "best_from": source,
+            "trials": [asdict(t) for t in self.trials],
+        }
+
+
+# -- reading one trial -------------------------------------------------------------------------
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a line cut short or garbled is skipped."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def result_records(trial_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """The trial's result records by budget."""
+    records = {}
+    try:
+        names = os.listdir(trial_dir)
+    except OSError:
+        return {}
+    for name in names:
+        match = RESULT_PATTERN.match(name)
+        if match:
+            record = read_json(Path(trial_dir) / name)
+            if record is not None:
+                records[int(match.group(1))] = record
+    return records
+
+
+@dataclass
+class TrialFiles:
+    """What a trial folder holds, read once."""
+
+    trial_id: str
+    params: dict[str, Any]
+    records: dict[int, dict[str, Any]]
+    events: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    metrics_mtime: float | None
+    provenance: dict[str, Any] | None
+
+
+def read_trial_files(trial_dir: str | os.PathLike) -> TrialFiles:
+    trial_dir = Path(trial_dir)
+    params_file = read_json(trial_dir / contract.PARAMS_FILE) or {}
+    metrics_path = trial_dir / contract.METRICS_FILE
+    try:
+        mtime = metrics_path.stat().st_mtime
+    except OSError:
+        mtime = None
+    return TrialFiles(
+        trial_id=trial_dir.name,
+        params=dict(params_file.get("params") or {}),
+        records=result_records(trial_dir),
+        events=read_jsonl(trial_dir / contract.SEGMENTS_FILE),
+        metrics=read_jsonl(metrics_path),
+        metrics_mtime=mtime,
+        provenance=read_json(trial_dir / PROVENANCE_FILE),
+    )
+
+
+def process_alive(host: str | None, pid: Any) -> bool | None:
+    """Whether process ``pid`` exists, if it ran on this host; None when that cannot be told."""
+    if host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def trial_status(files: TrialFiles, metric: str | None, mode: str | None) -> TrialStatus:
+    """The state of one trial from its files (see the module docstring)."""
+    starts = [e for e in files.events if e.get("event") == "start"]
+    ended = {e.get("segment"): e for e in files.events if e.get("event") == "end"}
+    last_start = starts[-1] if starts else None
+    last_end = ended.get(last_start.get("segment")) if last_start else None
+    segment_budget = _int(last_start.get("budget")) if last_start else None
+    record_budget = max(files.records) if files.records else None
+    record = files.records[record_budget] if record_budget is not None else None
+
+    if last_start is None:
+        state = record["status"] if record else "pending"
+    elif record is not None and (segment_budget is None or record_budget >= segment_budget):
+        state = record.get("status", "failed")
+    elif last_end is None:
+        state = "running"
+    elif last_end.get("outcome") == "continue":
+        state = "waiting"
+    else:  # ended, its result not written yet (or lost): report what the segment said
+        state = last_end.get("outcome") or "running"
+    if state not in STATES:
+        state = "failed"
+
+    history = files.metrics
+    if record is not None and state in FINISHED:
+        history = record.get("history") or history
+    epochs_done = _int(history[-1].get("epoch")) if history else 0
+    value = None
+    if metric and history:
+        value = _finite(history[-1].get(metric))
+    if record is not None and state in FINISHED:
+        value = _finite(record.get("final"))
+        epochs_done = _int(record.get("epochs_done")) or epochs_done
+    best, best_epoch = _best(history, metric, mode)
+    params = files.params or (record or {}).get("params") or {}
+    alive = None
+    if state == "running" and last_start is not None:
+        alive = process_alive(last_start.get("host"), last_start.get("pid"))
+    return TrialStatus(
+        trial_id=files.trial_id,
+        state=state,
+        params=dict(params),
+        epochs_done=epochs_done or 0,
+        budget=(
+            record_budget
+            if state in FINISHED and record_budget is not None
+            else segment_budget or record_budget
+        ),
+        value=value,
+        best=best,
+        best_epoch=best_epoch,
+        segments=len(starts),
+        restarts=max(0, len(starts) - 1),
+        host=last_start.get("host") if last_start else None,
+        slurm_job_id=last_start.get("slurm_job_id") if last_start else None,
+        started=last_start.get("time") if last_start else None,
+        updated=files.metrics_mtime,
+        alive=alive,
+        error=(record or {}).get("error") if state in FINISHED else None,
+    )
+
+
+# -- the whole sweep ---------------------------------------------------------------------------
+
+
+def metric_and_mode(
+    files: Iterable[TrialFiles], metric: str | None = None, mode: str | None = None
+) -> tuple[str | None, str | None]:
+    """Fill in the metric and mode not given, from result records, else provenance files."""
+    files = list(files)
+    for source in ("records", "provenance"):
+        if metric and mode:
+            break
+        for f in files:
+            docs = list(f.records.values()) if source == "records" else [f.provenance or {}]
+            for doc in docs:
+                if not metric and isinstance(doc.get("metric"), str):
+                    metric = doc["metric"]
+                if not mode and doc.get("mode") in ("min", "max") and doc.get("metric") == metric:
+                    mode = doc["mode"]
+    return metric, mode
+
+
+def scan_sweep(
+    root: str | os.PathLike,
+    metric: str | None = None,
+    mode: str | None = None,
+    planned: Mapping[str, Mapping[str, Any]] | None = None,
+    now: float | None = None,
+) -> SweepStatus:
+    """The status of every trial of the sweep in ``root`` (``results/<sweep>``).
+
+    ``planned`` (trial id -> parameters, from the config's plan) restricts the
+    trials to the plan and counts those without a folder as pending.
+    """
+    root = Path(root)
+    trials_dir = root / "trials"
+    if not root.is_dir():
+        raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
+    names = sorted(p.name for p in trials_dir.iterdir() if p.is_dir()) if trials_dir.is_dir() else []
+    not_in_plan = 0
+    if planned is not None:
+        not_in_plan = sum(1 for n in names if n not in planned)
+        names = [n for n in names if n in planned]
+    files = [read_trial_files(trials_dir / name) for name in names]
+    metric, mode = metric_and_mode(files, metric, mode)
+    trials = [trial_status(f, metric, mode) for f in files]
+    if planned is not None:
+        on_disk = set(names)
+        trials += [
+            TrialStatus(trial_id=tid, state="pending", params=dict(params), budget=params.get("epochs"))
+            for tid, params in planned.items()
+            if tid not in on_disk
+        ]
+    return SweepStatus(
+        root=str(root),
+        metric=metric,
+        mode=mode,
+        time=time.time() if now is None else now,
+        trials=order(trials, mode),
+        planned=len(planned) if planned is not None else None,
+        not_in_plan=not_in_plan,
+    )
+
+
+def ranked(trials: Iterable[TrialStatus], mode: str) -> list[TrialStatus]:
+    """Best value first (finite values before the rest), ties by trial id."""
+
+    def key(t: TrialStatus) -> tuple:
+        finite = is_finite(t.value)
+        score = (t.value if mode == "min" else -t.value) if finite else math.inf
+        return (not finite, score, t.trial_id)
+
+    return sorted(trials, key=key)
+
+
+def order(trials: Iterable[TrialStatus], mode: str | None) -> list[TrialStatus]:
+    """Leaderboard order: by state (see :data:`STATES`), then by value within a state."""
+    trials = list(trials)
+    out = []
+    for state in STATES:
+        group = [t for t in trials if t.state == state]
+        out += ranked(group, mode) if mode else sorted(group, key=lambda t: t.trial_id)
+    return out
+
+
+def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """The sweep plan of a config file: (Sweep, config). Raises StatusError if it is invalid."""
+    import yaml
+
+    from snakesweep.space import ConfigError
+    from snakesweep.sweep import build_sweep
+
+    try:
+        config = yaml.safe_load(Path(config_path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise StatusError(f"--config {config_path}: cannot read it: {error}") from None
+    if not isinstance(config, dict):
+        raise StatusError(f"--config {config_path}: not a mapping of config keys")
+    try:
+        return build_sweep(config), config
+    except ConfigError as error:
+        raise StatusError(f"--config {config_path}: invalid sweep config: {error}") from None
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def format_status(status: SweepStatus, top: int = 20, now: float | None = None) -> str:
+    """The status as text for a terminal: counts, best so far, running trials, leaderboard."""
+    now = status.time if now is None else now
+    metric = status.metric or "metric"
+    counts = status.counts
+    total = len(status.trials)
+    lines = [
+        f"snakesweep status: {status.root}  ({status.metric or '?'}, {status.mode or '?'})  "
+        + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+        f"{total} trials: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
+    ]
+    if status.planned is None:
+        lines.append("  (trials on disk only: pass --config to count the planned ones not started)")
+    if status.not_in_plan:
+        lines.append(f"  ({status.not_in_plan} other trial folders on disk are not in this config)")
+    if status.metric is None or status.mode is None:
+        lines.append(
+            "  metric or mode unknown (no result or provenance names it yet): "
+            "pass --metric NAME --mode min|max, or --config"
+        )
+    best, source = status.best
+    if best is None:
+        lines.append("best so far: -")
+    else:
+        lines.append(
+            f"best so far: {best.trial_id}  {metric}={_fmt(best.value)}  "
+            f"({best.state}, {best.epochs_done}/{_fmt(best.budget)} epochs"
+            + (", not finished: no trial has completed yet" if source == "running" else "")
+            + ")"
+        )
+    running = [t for t in status.trials if t.state in ("running", "waiting")]
+    if running:
+        lines += ["", "running:"]
+        rows = [["trial_id", "state", "epoch", metric, "host", "slurm job", "segment for", "last epoch"]]
+        for t in running:
+            rows.append(
+                [
+                    t.trial_id,
+                    t.state + (" (no process)" if t.alive is False else ""),
+                    f"{t.epochs_done}/{_fmt(t.budget)}",
+                    _fmt(t.value),
+                    t.host or "-",
+                    t.slurm_job_id or "-",
+                    _ago(now, t.started) if t.state == "running" else "-",
+                    (_ago(now, t.updated) + " ago") if t.updated else "-",
+                ]
+            )
+        lines += ["  " + line for line in _table(rows)]
+    shown = [t for t in status.trials if t.state != "pending"]
+    if shown:
+        varying = _varying_params(shown)
+        rows = [["#", "trial_id", "state", metric, "best", "epochs", "segments", *varying]]
+        for position, t in enumerate(shown[: top or None], start=1):
+            rows.append(
+                [
+                    str(position),
+                    t.trial_id,
+                    t.state,
+                    _fmt(t.value),
+                    _fmt(t.best),
+                    f"{t.epochs_done}/{_fmt(t.budget)}",
+                    str(t.segments),
+                    *(_fmt(t.params.get(p)) for p in varying),
+                ]
+            )
+        lines += ["", "leaderboard:"] + ["  " + line for line in _table(rows)]
+        if top and len(shown) > top:
+            lines.append(f"  ... {len(shown) - top} more (--top 0 shows all)")
+        for t in shown:
+            if t.state == "failed" and t.error:
+                lines.append(f"FAILED {t.trial_id}: {t.error}")
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _varying_params(trials: Sequence[TrialStatus]) -> list[str]:
+    names = sorted({n for t in trials for n in t.params} - {"epochs"})
+    return [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
+
+
+def _ago(now: float, then: float | None) -> str:
+    if not isinstance(then, (int, float)):
+        return "-"
+    seconds = max(0, int(now - then))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if is_finite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _best(
+    history: Sequence[Mapping[str, Any]], metric: str | None, mode: str | None
+) -> tuple[float | None, int | None]:
+    if not metric or not mode:
+        return None, None
+    rows = [r for r in history if "epoch" in r]
+    return best_epoch(rows, metric, mode)

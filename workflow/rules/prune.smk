@@ -1,0 +1,23 @@
+# Synchronous pruning (sha, hyperband): after each rung, keep the best 1/eta of a bracket.
+# The decision is a Snakemake checkpoint, so the next rung's jobs come from it.
+
+
+checkpoint promote_rung:
+    input:
+        promotion_inputs,
+    output:
+        f"{ROOT}/rungs/bracket{{bracket}}-rung{{rung}}.json",
+    log:
+        f"{ROOT}/logs/rungs/bracket{{bracket}}-rung{{rung}}.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        eta=SWEEP.eta,
+        mode=SWEEP.mode,
+        metric=SWEEP.metric,
+        budget=lambda wildcards: SWEEP.brackets[int(wildcards.bracket)].budgets[
+            int(wildcards.rung)
+        ],
+    script:
+        "../scripts/promote_rung.py"
