@@ -210,6 +210,7 @@ def plot_metric_vs_params(
             positions = {c: i for i, c in enumerate(categories)}
             xs = [float(positions[repr(v)]) for v in values]
             ax.set_xticks(range(len(categories)), [_category_label(c) for c in categories])
+            ax.set_xlim(-0.5, len(categories) - 0.5)
             scale = "category"
         scales[name] = scale
         for x, record in zip(xs, shown, strict=True):
