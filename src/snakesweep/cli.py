@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and gives the metric and mode",
     )
     status.add_argument("--metric", help="metric to rank by (default: from results or --config)")
-    status.add_argument("--mode", choices=["min", "max"], help="whether smaller or larger is better")
+    status.add_argument(
+        "--mode", choices=["min", "max"], help="whether smaller or larger is better"
+    )
     status.add_argument(
         "--watch",
         nargs="?",
@@ -95,9 +97,10 @@ def watch(
     interval: float,
     out: TextIO,
     clear: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> int:
     """Print ``render()`` every ``interval`` seconds (clearing the screen first) until Ctrl-C."""
+    sleep = time.sleep if sleep is None else sleep
     try:
         while True:
             text = render()

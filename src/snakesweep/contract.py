@@ -41,3 +41,10 @@ METRICS_FILE = "metrics.jsonl"
 PARAMS_FILE = "params.json"
 SEGMENTS_FILE = "segments.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+
+#: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
+#: the rung budgets (comma-separated epochs), eta and the minimum number of peers.
+ENV_ASHA_DIR = "SNAKESWEEP_ASHA_DIR"
+ENV_ASHA_RUNGS = "SNAKESWEEP_ASHA_RUNGS"
+ENV_ASHA_ETA = "SNAKESWEEP_ASHA_ETA"
+ENV_ASHA_MIN_PEERS = "SNAKESWEEP_ASHA_MIN_PEERS"

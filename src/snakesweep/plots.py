@@ -94,7 +94,8 @@ def plot_learning_curves(
     """One line per trial (metric against epoch), the best trial highlighted.
 
     Pruned trials end at their rung with an ``x``, diverged ones with a ``v``,
-    failed ones are dashed. Returns what was drawn (for logs and tests).
+    failed ones are dashed. Returns what was drawn (for logs and tests): the
+    number of lines per status, the best trial, and each trial's status and last epoch.
     """
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -104,11 +105,12 @@ def plot_learning_curves(
     fig, ax = _figure(1, 1, (7.5, 4.8))
     ax = ax[0]
     drawn: dict[str, int] = {}
+    ends: dict[str, tuple[str, int]] = {}
     for record in records:
-        if best is not None and record["trial_id"] == best["trial_id"]:
-            continue
         epochs, values = curve(record, metric)
-        if not epochs:
+        if epochs:
+            ends[record["trial_id"]] = (record.get("status", "?"), epochs[-1])
+        if not epochs or (best is not None and record["trial_id"] == best["trial_id"]):
             continue
         style = STYLES.get(record.get("status"), OTHER_STYLE)
         ax.plot(
@@ -169,6 +171,7 @@ def plot_learning_curves(
         "trials": len(records),
         "drawn": {**drawn, **({"best": 1} if best is not None else {})},
         "best": best["trial_id"] if best is not None else None,
+        "ends": ends,
     }
 
 
@@ -285,7 +288,6 @@ def _figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Any, lis
     import matplotlib
 
     matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "snakesweep"
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, layout="constrained")
@@ -294,9 +296,13 @@ def _figure(nrows: int, ncols: int, size: tuple[float, float]) -> tuple[Any, lis
 
 
 def _save(fig: Any, path: str | os.PathLike) -> None:
+    import matplotlib
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "svg"
     metadata = {"Date": None} if fmt in ("svg", "pdf") else {}
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, metadata=metadata, dpi=120)
+    # Text stays text in an SVG (searchable, small); fixed ids make the file reproducible.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "snakesweep"}):
+        fig.savefig(buffer, format=fmt, metadata=metadata, dpi=120)
     write_bytes(path, buffer.getvalue())

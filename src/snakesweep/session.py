@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from snakesweep import contract
+from snakesweep.asha import AshaRungs
 from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
@@ -74,6 +75,8 @@ class TrialSession:
         self.margin_s = margin_s
         self.data_seed = data_seed
         self.verbose = verbose
+        #: ASHA rungs at which this trial may prune itself (set by ``from_env``).
+        self.asha: AshaRungs | None = None
         # Progress: epoch = epochs completed; position = batches done in the current epoch.
         self.epoch = 0
         self.position = 0
@@ -119,7 +122,9 @@ class TrialSession:
             "margin_s": _env_float(env, contract.ENV_DEADLINE_MARGIN, 30.0),
         }
         kwargs.update(overrides)
-        return cls(**kwargs)
+        session = cls(**kwargs)
+        session.asha = AshaRungs.from_env(env)
+        return session
 
     def register(self, **objects: Stateful) -> None:
         """Objects whose ``state_dict`` goes into every checkpoint (model, optimizer, scheduler, scaler)."""
@@ -233,6 +238,10 @@ class TrialSession:
             + " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k != "epoch")
         )
         self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
+        if self.asha is not None and not self.asha.should_continue(self.epoch, record):
+            self._say(f"pruned by ASHA at epoch {self.epoch}: not in the top 1/{self.asha.eta}")
+            sys.stdout.flush()
+            sys.exit(contract.EXIT_PRUNED)
         if self._final_epoch is not None and self.epoch >= self._final_epoch:
             return  # done: a late signal or a near deadline must not turn this into a continue
         # The state is saved; stop unless the first step of the next epoch fits (and the

@@ -8,7 +8,10 @@ Each trial's state comes from its folder alone (see ``docs/results.md``):
 * ``running``: a segment started (``segments.jsonl``) and has not ended, and no
   result exists for its budget;
 * ``waiting``: the last segment saved its state and ended with outcome
-  ``continue``; the next job will continue it;
+  ``continue`` (the next job will continue it), or the trial completed a
+  pruning rung and waits for the rung's decision or for its next job;
+* ``pruned`` also covers a trial that completed a rung below its full budget
+  (``params.epochs``) and that a rung decision (``rungs/*.json``) did not promote;
 * ``pending``: planned (with the sweep's config) or present on disk, but no
   segment has started.
 
@@ -205,8 +208,26 @@ def process_alive(host: str | None, pid: Any) -> bool | None:
     return True
 
 
-def trial_status(files: TrialFiles, metric: str | None, mode: str | None) -> TrialStatus:
-    """The state of one trial from its files (see the module docstring)."""
+def rung_decisions(root: str | os.PathLike) -> set[str]:
+    """Trials that a synchronous rung decision (``rungs/*.json``) did not promote."""
+    pruned: set[str] = set()
+    rungs = Path(root) / "rungs"
+    if rungs.is_dir():
+        for path in sorted(rungs.glob("*.json")):
+            decision = read_json(path) or {}
+            pruned.update(t for t in decision.get("pruned") or [] if isinstance(t, str))
+    return pruned
+
+
+def trial_status(
+    files: TrialFiles, metric: str | None, mode: str | None, not_promoted: Iterable[str] = ()
+) -> TrialStatus:
+    """The state of one trial from its files (see the module docstring).
+
+    A trial whose newest record completed a budget below its full budget
+    (``params.epochs``) stopped at a pruning rung: ``pruned`` if it is in
+    ``not_promoted``, else ``waiting`` (for the rung's decision or its next job).
+    """
     starts = [e for e in files.events if e.get("event") == "start"]
     ended = {e.get("segment"): e for e in files.events if e.get("event") == "end"}
     last_start = starts[-1] if starts else None
@@ -227,6 +248,14 @@ def trial_status(files: TrialFiles, metric: str | None, mode: str | None) -> Tri
         state = last_end.get("outcome") or "running"
     if state not in STATES:
         state = "failed"
+    full_budget = _int(files.params.get("epochs"))
+    if (
+        state == "completed"
+        and full_budget is not None
+        and record_budget is not None
+        and record_budget < full_budget
+    ):
+        state = "pruned" if files.trial_id in set(not_promoted) else "waiting"
 
     history = files.metrics
     if record is not None and state in FINISHED:
@@ -304,18 +333,23 @@ def scan_sweep(
     trials_dir = root / "trials"
     if not root.is_dir():
         raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
-    names = sorted(p.name for p in trials_dir.iterdir() if p.is_dir()) if trials_dir.is_dir() else []
+    names = (
+        sorted(p.name for p in trials_dir.iterdir() if p.is_dir()) if trials_dir.is_dir() else []
+    )
     not_in_plan = 0
     if planned is not None:
         not_in_plan = sum(1 for n in names if n not in planned)
         names = [n for n in names if n in planned]
     files = [read_trial_files(trials_dir / name) for name in names]
     metric, mode = metric_and_mode(files, metric, mode)
-    trials = [trial_status(f, metric, mode) for f in files]
+    not_promoted = rung_decisions(root)
+    trials = [trial_status(f, metric, mode, not_promoted) for f in files]
     if planned is not None:
         on_disk = set(names)
         trials += [
-            TrialStatus(trial_id=tid, state="pending", params=dict(params), budget=params.get("epochs"))
+            TrialStatus(
+                trial_id=tid, state="pending", params=dict(params), budget=params.get("epochs")
+            )
             for tid, params in planned.items()
             if tid not in on_disk
         ]
@@ -406,7 +440,9 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
     running = [t for t in status.trials if t.state in ("running", "waiting")]
     if running:
         lines += ["", "running:"]
-        rows = [["trial_id", "state", "epoch", metric, "host", "slurm job", "segment for", "last epoch"]]
+        rows = [
+            ["trial_id", "state", "epoch", metric, "host", "slurm job", "segment for", "last epoch"]
+        ]
         for t in running:
             rows.append(
                 [
@@ -449,7 +485,9 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 def _varying_params(trials: Sequence[TrialStatus]) -> list[str]:

@@ -76,6 +76,18 @@ def training_resources():
     return resources
 
 
+def asha_settings():
+    """Environment for ASHA's self-pruning trials (empty unless pruning.method is asha)."""
+    if SWEEP.pruning != "asha":
+        return {}
+    return {
+        "SNAKESWEEP_ASHA_DIR": f"{ROOT}/rungs/asha",
+        "SNAKESWEEP_ASHA_RUNGS": ",".join(str(b) for b in SWEEP.rung_budgets),
+        "SNAKESWEEP_ASHA_ETA": str(SWEEP.eta),
+        "SNAKESWEEP_ASHA_MIN_PEERS": str(config["pruning"]["min_peers"]),
+    }
+
+
 def print_summary():
     """Print the top of the leaderboard at the end of a run."""
     from snakesweep.leaderboard import summary

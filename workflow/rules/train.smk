@@ -18,5 +18,6 @@ rule train_trial:
         metric=config["metric"],
         mode=config["mode"],
         checkpoint=config["checkpoint"],
+        extra_env=asha_settings(),
     script:
         "../scripts/run_trial.py"

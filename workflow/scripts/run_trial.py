@@ -1,5 +1,6 @@
 """Snakemake script of the training rule: run the next segment of one trial."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,5 +26,6 @@ job = TrialJob(
     deadline_margin_s=ckpt["deadline_margin_s"],
     max_continuations=ckpt["max_continuations"],
 )
+os.environ.update(sm.params.extra_env)  # ASHA's rung settings, when on
 # provenance.json before and after the segment, then the trackers switched on in `tracking`
 sys.exit(run_with_provenance(job, sm.config, workflow_dir=sm.scriptdir))
