@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep import contract
-from snakesweep.atomic import append_line, write_json
+from snakesweep.atomic import append_line, write_bytes, write_json
 from snakesweep.results import best_epoch, is_finite
 
 #: Local emulation of a job time limit: each segment gets this many seconds.
@@ -113,6 +113,7 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
 
     child_env = _child_env(job, env, started)
     argv = command_line(job)
+    _restore_log(job)
     with open(job.log_path, "a", encoding="utf-8") as log:
         log.write(
             f"=== snakesweep trial {job.trial_id} segment {segment} (budget {job.budget} epochs) "
@@ -138,6 +139,7 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     )
     with open(job.log_path, "a", encoding="utf-8") as log:
         log.write(f"=== segment {segment} ended: exit code {returncode} -> {outcome}\n")
+    _keep_log(job)
     if outcome == "continue":
         print(
             f"snakesweep: trial {job.trial_id} saved its state (segment {segment}); exiting "
@@ -153,6 +155,21 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _log_copy(job: TrialJob) -> Path:
+    return job.trial_dir / "logs" / job.log_path.name
+
+
+def _restore_log(job: TrialJob) -> None:
+    """Put earlier segments' output back: Snakemake deletes a job's log before a retry."""
+    copy = _log_copy(job)
+    if copy.exists() and (not job.log_path.exists() or job.log_path.stat().st_size == 0):
+        job.log_path.write_bytes(copy.read_bytes())
+
+
+def _keep_log(job: TrialJob) -> None:
+    write_bytes(_log_copy(job), job.log_path.read_bytes())
 
 
 def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, str]:
@@ -267,7 +284,8 @@ def build_record(
         "params": dict(job.params),
         "wall_time_s": round(wall, 3),
         "segments": len(starts),
-        "restarts": max(0, len(starts) - 1),
+        # Extra segments at the same budget: time limits, preemption, kills (not rungs).
+        "restarts": max(0, len(starts) - len({e.get("budget") for e in starts.values()})),
         "slurm_job_ids": sorted(
             {e["slurm_job_id"] for e in starts.values() if e.get("slurm_job_id")}
         ),

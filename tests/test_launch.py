@@ -1,0 +1,72 @@
+"""The launcher's bookkeeping around one segment: logs kept across retries, restarts counted."""
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from snakesweep import contract
+from snakesweep.launch import TrialJob, command_line, run_segment
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    trial = Path(os.environ["SNAKESWEEP_TRIAL_DIR"])
+    marker = trial / "first-segment-done"
+    print("hello from segment", 1 if not marker.exists() else 2)
+    if not marker.exists():
+        marker.touch()
+        sys.exit(75)
+    (trial / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "score": 0.5}) + "\\n")
+    """
+)
+
+
+def make_job(tmp_path: Path, **overrides) -> TrialJob:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    fields = dict(
+        trial_id="abc123abc123",
+        trial_dir=tmp_path / "trial",
+        params={"epochs": 1, "name": "-x; $(y)"},
+        script=str(script),
+        budget=1,
+        metric="score",
+        mode="max",
+        result_path=tmp_path / "trial" / "result-1.json",
+        log_path=tmp_path / "logs" / "abc123abc123-1ep.log",
+        python=sys.executable,
+    )
+    fields.update(overrides)
+    return TrialJob(**fields)
+
+
+def test_command_line_is_one_word_per_parameter(tmp_path):
+    job = make_job(tmp_path)
+    assert command_line(job)[2:] == ["--epochs=1", "--name=-x; $(y)"]
+
+
+def test_log_of_earlier_segments_survives_snakemake_deleting_it(tmp_path):
+    job = make_job(tmp_path)
+    assert run_segment(job) == contract.EXIT_CONTINUE
+    job.log_path.unlink()  # what Snakemake does before it retries a job
+    assert run_segment(job) == 0
+    log = job.log_path.read_text()
+    assert "hello from segment 1" in log and "hello from segment 2" in log
+    assert log.index("segment 1") < log.index("hello from segment 2")
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "completed"
+    assert (record["segments"], record["restarts"]) == (2, 1)
+
+
+def test_rungs_are_not_counted_as_restarts(tmp_path):
+    job = make_job(tmp_path)
+    (tmp_path / "trial").mkdir()
+    (tmp_path / "trial" / "first-segment-done").touch()
+    assert run_segment(job) == 0
+    second_rung = make_job(tmp_path, budget=2, result_path=tmp_path / "trial" / "result-2.json")
+    (tmp_path / "trial" / "metrics.jsonl").unlink()
+    run_segment(second_rung)
+    record = json.loads(second_rung.result_path.read_text())
+    assert (record["segments"], record["restarts"]) == (2, 0)
