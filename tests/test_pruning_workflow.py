@@ -126,3 +126,32 @@ def test_asha_trials_prune_themselves_by_their_peers_at_each_rung(tmp_path):
     completed = [t for t, r in rows.items() if r["status"] == "completed"]
     best = max(completed, key=lambda t: float(rows[t]["final"]))
     assert f"trial_id: {best}" in best_text
+
+
+def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
+    values = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g" * 7, "h" * 8]
+    config = echo_config(
+        tmp_path,
+        values,
+        strategy="random",
+        n_trials=1,
+        epochs=4,
+        pruning={"method": "hyperband", "eta": 2, "min_t": 1},
+    )
+    run_workflow(tmp_path, config)
+    sweep = build_sweep(config)
+    root = tmp_path / "results" / "echo"
+    rows = leaderboard(root)
+    assert set(rows) == set(sweep.trials)
+    for bracket in sweep.brackets:
+        survivors = list(bracket.trial_ids)
+        for rung, budget in enumerate(bracket.budgets[:-1]):
+            decision = read_json(root / "rungs" / f"bracket{bracket.index}-rung{rung}.json")
+            scores = {
+                t: read_json(root / "trials" / t / f"result-{budget}.json")["final"]
+                for t in survivors
+            }
+            assert decision["promoted"] == promote(scores, eta=2, mode="max")
+            survivors = decision["promoted"]
+        for tid in survivors:
+            assert rows[tid]["status"] == "completed" and rows[tid]["epochs_done"] == "4"

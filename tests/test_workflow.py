@@ -133,3 +133,20 @@ def test_failures_are_recorded_and_the_sweep_still_aggregates(tmp_path):
     assert f"FAILED {crash['trial_id']}" in proc.stdout and crash["log"] in proc.stdout
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["parameters"]["behaviour"]["value"] == "good"
+
+
+def test_config_overrides_on_the_command_line(tmp_path):
+    config = demo_config(results_dir=str(tmp_path / "results"))
+    plan = run_workflow(tmp_path, config, "-n", "--config", "n_trials=5", "seed=2", "epochs=3")
+    assert train_jobs_run(plan) == 5
+    assert "result-3.json" in plan.stdout and "result-6.json" not in plan.stdout
+
+
+def test_example_sweeps_plan_cleanly(tmp_path):
+    for example in sorted((REPO / "config" / "examples").glob("*.yaml")):
+        config = yaml.safe_load(example.read_text())
+        config.update(
+            results_dir=str(tmp_path / "results"), script=str(REPO / "scripts" / "train.py")
+        )
+        plan = run_workflow(tmp_path / example.stem, config, "-n")
+        assert train_jobs_run(plan) > 0, example.name
