@@ -8,7 +8,7 @@ import platform
 import shutil
 import subprocess
 import sys
-import types
+import time
 from pathlib import Path
 
 import pytest
@@ -279,7 +279,9 @@ def test_dry_run_fails_when_a_tracker_is_missing(tmp_path, name):
     config = echo_config(tmp_path, ["good"], tracking={name: True})
     proc = run_workflow(tmp_path, config, "-n", check=False, env={"PYTHONPATH": str(hide)})
     assert proc.returncode != 0
-    assert f"tracking.{name}: true needs the Python package(s) ['{name}']" in proc.stdout + proc.stderr
+    assert (
+        f"tracking.{name}: true needs the Python package(s) ['{name}']" in proc.stdout + proc.stderr
+    )
     assert not (tmp_path / "results").exists()
     # switched off, the same sweep plans fine
     ok = run_workflow(
@@ -317,40 +319,31 @@ def test_tensorboard_events_mirror_the_history(tmp_path):
     assert not list(tmp_path.glob(".tensorboard.tmp-*"))
 
 
+def wandb_runs(trial_dir):
+    """The raw bytes of each offline W&B run file, oldest first (protobuf keeps strings as-is)."""
+    files = sorted((trial_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    return [f.read_bytes() for f in files]
+
+
 def test_wandb_logs_each_epoch_once_offline(tmp_path, monkeypatch):
-    calls = []
-
-    class Run:
-        def log(self, data, step):
-            calls.append(("log", step, data))
-
-        def finish(self):
-            calls.append(("finish",))
-
-    fake = types.ModuleType("wandb")
-    fake.init = lambda **kwargs: calls.append(("init", kwargs)) or Run()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    history = [{"epoch": 1, "score": 0.5}, {"epoch": 2, "score": 0.75}]
-    assert trackers.write_wandb(tmp_path, "abc", history, {"lr": 0.1}, "sweepy") == 2
-    init = calls[0][1]
-    assert init["mode"] == "offline" and init["id"] == "abc" and init["resume"] == "allow"
-    assert (init["project"], init["name"], init["config"], init["dir"]) == (
-        "sweepy",
-        "abc",
-        {"lr": 0.1},
-        str(tmp_path),
-    )
-    assert calls[1:] == [("log", 1, {"score": 0.5}), ("log", 2, {"score": 0.75}), ("finish",)]
+    pytest.importorskip("wandb", reason="install the tracking extra: pip install -e .[tracking]")
+    monkeypatch.setenv("WANDB_MODE", "online")  # write_wandb must force offline mode
+    history = [{"epoch": 1, "score": 0.123456}, {"epoch": 2, "score": 0.654321}]
+    params = {"marker_learning_rate": 0.1}
+    assert trackers.write_wandb(tmp_path, "abc123", history, params, "sweepy") == 2
+    (first,) = wandb_runs(tmp_path)
+    assert b"score" in first and b"0.123456" in first and b"0.654321" in first
+    assert b"marker_learning_rate" in first and b"abc123" in first
     assert os.environ["WANDB_MODE"] == "offline"
-    calls.clear()
-    # the next segment adds epoch 3 only; nothing new: no run at all
-    history.append({"epoch": 3, "score": 0.8})
-    assert trackers.write_wandb(tmp_path, "abc", history, {"lr": 0.1}, "sweepy") == 1
-    assert [c for c in calls if c[0] == "log"] == [("log", 3, {"score": 0.8})]
-    calls.clear()
-    assert trackers.write_wandb(tmp_path, "abc", history, {"lr": 0.1}, "sweepy") == 0
-    assert calls == []
+    # The next segment adds epoch 3 only, to the same run id; with nothing new, no run at all.
+    time.sleep(1.1)  # W&B names offline run folders by the second
+    history.append({"epoch": 3, "score": 0.777777})
+    assert trackers.write_wandb(tmp_path, "abc123", history, params, "sweepy") == 1
+    runs = wandb_runs(tmp_path)
+    assert len(runs) == 2
+    assert b"0.777777" in runs[1] and b"0.123456" not in runs[1] and b"0.654321" not in runs[1]
+    assert trackers.write_wandb(tmp_path, "abc123", history, params, "sweepy") == 0
+    assert len(wandb_runs(tmp_path)) == 2
 
 
 @pytest.mark.e2e

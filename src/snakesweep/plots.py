@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.atomic import write_bytes
-from snakesweep.results import best_trial, is_finite
+from snakesweep.results import best_trial, is_finite, latest_per_trial
 
 #: Line and marker style of each trial status.
 STYLES: dict[str, dict[str, Any]] = {
@@ -30,29 +30,11 @@ BEST_COLOR = "tab:green"
 
 
 def latest_records(
-    records: Iterable[Mapping[str, Any]], full_budget: int | None = None
+    records: Iterable[Mapping[str, Any]], full_budget: int
 ) -> list[Mapping[str, Any]]:
-    """One record per trial, the one with the highest budget, ordered by trial id.
-
-    With ``full_budget``, a trial whose latest record completed a smaller budget
-    was not promoted past that rung: it is drawn as ``pruned``.
-    """
-    latest: dict[str, Mapping[str, Any]] = {}
-    for record in records:
-        tid = record["trial_id"]
-        if tid not in latest or (record.get("budget") or 0) > (latest[tid].get("budget") or 0):
-            latest[tid] = record
-    out = []
-    for tid in sorted(latest):
-        record = latest[tid]
-        if (
-            full_budget is not None
-            and record.get("status") == "completed"
-            and (record.get("budget") or 0) < full_budget
-        ):
-            record = {**record, "status": "pruned"}
-        out.append(record)
-    return out
+    """One record per trial as the leaderboard sees it (see ``results.latest_per_trial``),
+    ordered by trial id."""
+    return sorted(latest_per_trial(records, full_budget), key=lambda r: r["trial_id"])
 
 
 def curve(record: Mapping[str, Any], metric: str) -> tuple[list[int], list[float]]:

@@ -139,6 +139,7 @@ def write_wandb(
     import wandb
 
     os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")  # not a banner per trial in Snakemake's output
     (trial_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=sweep,

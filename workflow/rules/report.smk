@@ -9,6 +9,9 @@ except TrackerUnavailable as error:
     raise WorkflowError(str(error)) from None
 
 
+report: "../report/workflow.rst"
+
+
 rule plots:
     input:
         final_results,
