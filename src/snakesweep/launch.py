@@ -25,6 +25,7 @@ from typing import Any
 from snakesweep import contract
 from snakesweep.atomic import append_line, write_bytes, write_json
 from snakesweep.results import best_epoch, is_finite
+from snakesweep.trial_lock import TrialLock
 
 #: Local emulation of a job time limit: each segment gets this many seconds.
 ENV_SEGMENT_SECONDS = "SNAKESWEEP_SEGMENT_SECONDS"
@@ -88,10 +89,31 @@ def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
 
 
 def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
-    """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75)."""
+    """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75).
+
+    Holds the trial's lock (``snakesweep.trial_lock``) throughout: a second job for the same
+    trial (a restarted controller resubmits trials whose old jobs still run) waits for the
+    first to end, then resumes, or only rewrites the record if the trial finished meanwhile.
+    """
     env = dict(os.environ if env is None else env)
     job.trial_dir.mkdir(parents=True, exist_ok=True)
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
+        return _run_segment_locked(job, env)
+
+
+def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[str, Any] | None:
+    """The end event of a segment that finished the trial at ``budget`` (not a continue), if any."""
+    ends = [e for e in events if e.get("event") == "end"]
+    if not ends or ends[-1].get("outcome") in (None, "continue"):
+        return None
+    if not isinstance(ends[-1].get("exit_code"), int):
+        return None
+    budgets = {e.get("segment"): e.get("budget") for e in events if e.get("event") == "start"}
+    return ends[-1] if budgets.get(ends[-1].get("segment")) == budget else None
+
+
+def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
     params_path = job.trial_dir / contract.PARAMS_FILE
     if not params_path.exists():
         write_json(params_path, {"trial_id": job.trial_id, "params": dict(job.params)})
@@ -99,6 +121,19 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     events = read_segments(job.trial_dir)
     continued = sum(1 for e in events if e.get("event") == "end" and e.get("outcome") == "continue")
     segment = 1 + sum(1 for e in events if e.get("event") == "start")
+    done = finished_end(events, job.budget)
+    if done is not None and _classify(done.get("exit_code"), continued, job)[0] != "continue":
+        # Finished by an earlier job whose success Snakemake never saw (its controller was
+        # killed): rewrite the record from the trial folder; training never runs twice.
+        _restore_log(job)
+        outcome, error = _classify(done.get("exit_code"), continued, job)
+        write_json(job.result_path, build_record(job, outcome, error, events))
+        print(
+            f"snakesweep: trial {job.trial_id} already finished at {job.budget} epochs "
+            f"(segment {done.get('segment')}: {done.get('outcome')}); record rewritten",
+            file=sys.stderr,
+        )
+        return 0
     started = time.time()
     start_event = {
         "event": "start",
@@ -114,7 +149,9 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     child_env = _child_env(job, env, started)
     argv = command_line(job)
     _restore_log(job)
-    with open(job.log_path, "a", encoding="utf-8") as log:
+    # One open file for the whole segment: if the path is deleted meanwhile (a duplicate job's
+    # Snakemake removes the log before it waits for our lock) the text is still read back.
+    with open(job.log_path, "a+", encoding="utf-8", errors="surrogateescape") as log:
         log.write(
             f"=== snakesweep trial {job.trial_id} segment {segment} (budget {job.budget} epochs) "
             f"on {start_event['host']}"
@@ -124,22 +161,24 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
         log.flush()
         returncode = _run_child(argv, child_env, log)
 
-    outcome, error = _classify(returncode, continued, job)
-    append_line(
-        job.trial_dir / contract.SEGMENTS_FILE,
-        json.dumps(
-            {
-                "event": "end",
-                "segment": segment,
-                "time": time.time(),
-                "exit_code": returncode,
-                "outcome": outcome,
-            }
-        ),
-    )
-    with open(job.log_path, "a", encoding="utf-8") as log:
+        outcome, error = _classify(returncode, continued, job)
+        append_line(
+            job.trial_dir / contract.SEGMENTS_FILE,
+            json.dumps(
+                {
+                    "event": "end",
+                    "segment": segment,
+                    "time": time.time(),
+                    "exit_code": returncode,
+                    "outcome": outcome,
+                }
+            ),
+        )
         log.write(f"=== segment {segment} ended: exit code {returncode} -> {outcome}\n")
-    _keep_log(job)
+        log.flush()
+        log.seek(0)
+        text = log.read()
+    _keep_log(job, text)
     if outcome == "continue":
         print(
             f"snakesweep: trial {job.trial_id} saved its state (segment {segment}); exiting "
@@ -168,8 +207,11 @@ def _restore_log(job: TrialJob) -> None:
         job.log_path.write_bytes(copy.read_bytes())
 
 
-def _keep_log(job: TrialJob) -> None:
-    write_bytes(_log_copy(job), job.log_path.read_bytes())
+def _keep_log(job: TrialJob, text: str | None = None) -> None:
+    data = job.log_path.read_bytes() if text is None else text.encode("utf-8", "surrogateescape")
+    write_bytes(_log_copy(job), data)
+    if not job.log_path.exists():  # deleted while the segment ran: put it back
+        write_bytes(job.log_path, data)
 
 
 def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, str]:

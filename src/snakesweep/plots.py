@@ -30,10 +30,15 @@ BEST_COLOR = "tab:green"
 
 
 def latest_records(
-    records: Iterable[Mapping[str, Any]], full_budget: int
+    records: Iterable[Mapping[str, Any]], full_budget: int | None = None
 ) -> list[Mapping[str, Any]]:
-    """One record per trial as the leaderboard sees it (see ``results.latest_per_trial``),
-    ordered by trial id."""
+    """One record per trial as the leaderboard sees it (``results.latest_per_trial``), by id.
+
+    Without ``full_budget`` the largest budget among the records counts as full.
+    """
+    records = list(records)
+    if full_budget is None:
+        full_budget = max((r.get("budget") or 0 for r in records), default=0)
     return sorted(latest_per_trial(records, full_budget), key=lambda r: r["trial_id"])
 
 

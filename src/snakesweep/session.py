@@ -65,8 +65,12 @@ class TrialSession:
         data_seed: int = 0,
         handle_signals: bool = True,
         verbose: bool = True,
+        max_overhead: float | None = 0.02,
     ) -> None:
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
+        #: Largest share of training time that saves at epoch ends may take (None: save at
+        #: every epoch end). The last epoch, stops and periodic saves are not affected.
+        self.max_overhead = max_overhead
         self.stop_at_epoch = stop_at_epoch
         self.every_steps = every_steps
         self.every_seconds = every_seconds
@@ -230,7 +234,10 @@ class TrialSession:
         merged = {**means, **(metrics or {})}
         record = {"epoch": self.epoch, **{k: _plain(v) for k, v in merged.items()}}
         self.history.append(record)
-        self.save()
+        final = self._final_epoch is not None and self.epoch >= self._final_epoch
+        saved = final or self._periodic_due() or self._epoch_save_worth_it()
+        if saved:
+            self.save()
         if self.trial_dir is not None:
             append_line(self.trial_dir / contract.METRICS_FILE, json.dumps(record))
         self._say(
@@ -239,18 +246,32 @@ class TrialSession:
         )
         self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
         if self.asha is not None and not self.asha.should_continue(self.epoch, record):
+            if not saved:
+                self.save()
             self._say(f"pruned by ASHA at epoch {self.epoch}: not in the top 1/{self.asha.eta}")
             sys.stdout.flush()
             sys.exit(contract.EXIT_PRUNED)
-        if self._final_epoch is not None and self.epoch >= self._final_epoch:
+        if final:
             return  # done: a late signal or a near deadline must not turn this into a continue
-        # The state is saved; stop unless the first step of the next epoch fits (and the
-        # next epoch's end too, when that epoch is a single step).
+        # Stop unless the first step of the next epoch fits (and the next epoch's end too,
+        # when that epoch is a single step).
         next_work = self._max_step_s
         if self._steps_per_epoch == 1:
             next_work += self._epoch_end_estimate()
-        if self._stop_requested(next_work_s=next_work):
-            self._leave()
+        reason = self._stop_reason(next_work_s=next_work)
+        if reason:
+            if not saved:
+                self.save()
+            self._leave(reason)
+
+    def _epoch_save_worth_it(self) -> bool:
+        """Save at this epoch end? Yes, unless the last save is so recent that saving again
+        would spend more than ``max_overhead`` of the training time since then on saving
+        (short epochs); the periodic saves bound what a kill can lose either way."""
+        if self.max_overhead is None or self._save_time_unknown():
+            return True
+        since = time.monotonic() - self._last_save
+        return self._save_estimate() <= self.max_overhead * since
 
     # -- saving and stopping --------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -295,10 +316,20 @@ class TrialSession:
             next_work = self._max_step_s + self._epoch_end_estimate()
         else:
             next_work = self._epoch_end_estimate()
-        if self._stop_requested(next_work_s=next_work):
-            if not saved:
-                self.save()
-            self._leave()
+        reason = self._stop_reason(next_work_s=next_work)
+        if reason is None:
+            return
+        if not saved:
+            guessed = self._save_time_unknown()
+            self.save()
+            # The save had to happen anyway; if its time was only guessed (no save yet in
+            # this trial), look again with the measured time: a segment must not give up
+            # after each first step because a default guess does not fit a short deadline.
+            if guessed:
+                reason = self._stop_reason(next_work_s=next_work)
+                if reason is None:
+                    return
+        self._leave(reason)
 
     def _periodic_due(self) -> bool:
         return bool(
@@ -317,6 +348,9 @@ class TrialSession:
         timings.update({k: v for k, v in measured.items() if v is not None})
         return timings
 
+    def _save_time_unknown(self) -> bool:
+        return self._max_save_s is None and "save_s" not in self._prior_timings
+
     def _save_estimate(self) -> float:
         """Seconds one save takes: measured in this segment, else in the one before, else a guess."""
         if self._max_save_s is not None:
@@ -330,26 +364,27 @@ class TrialSession:
         prior = self._prior_timings.get("epoch_end_s")
         return float(prior) if prior is not None else self._save_estimate()
 
-    def _stop_requested(self, next_work_s: float) -> bool:
+    def _stop_reason(self, next_work_s: float) -> str | None:
+        """Why this segment must stop now (a signal, or a deadline too near), or ``None``."""
         if self._stop_signal is not None:
-            self._say(f"received {signal.Signals(self._stop_signal).name}: saving and stopping")
-            return True
+            return f"received {signal.Signals(self._stop_signal).name}: saving and stopping"
         if self.checkpoint_dir is None:
-            return False
+            return None
         deadline = self.deadline.at()
         if deadline is None:
-            return False
+            return None
         save_s = self._save_estimate()
         if time.time() + next_work_s + save_s + self.margin_s >= deadline:
-            self._say(
+            return (
                 f"deadline in {deadline - time.time():.1f}s cannot fit another step "
-                f"({next_work_s:.2f}s) + save ({save_s:.2f}s) + margin ({self.margin_s:.1f}s): stopping"
+                f"({next_work_s:.2f}s) + save ({save_s:.2f}s) + margin ({self.margin_s:.1f}s): "
+                "stopping"
             )
-            return True
-        return False
+        return None
 
-    def _leave(self) -> None:
+    def _leave(self, reason: str) -> None:
         """Exit so that the workflow continues this trial in a new segment (state already saved)."""
+        self._say(reason)
         self._say(
             f"checkpointed at epoch {self.epoch}, batch {self.position}, step {self.global_step}; "
             "continuing in a new job"
