@@ -19,6 +19,7 @@ segment, which resumes bit for bit where this one stopped. See docs/checkpointin
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -99,7 +100,8 @@ class TrialSession:
         self._step_started = time.monotonic()
         # Timings of this segment (None: not measured yet), and those of the segment before,
         # restored from the checkpoint, as estimates until this segment has measured its own.
-        self._max_step_s = 0.0
+        self._max_step_s = 0.0  # the slowest step of this segment but its first (warm-up)
+        self._first_step_s: float | None = None
         self._max_epoch_end_s: float | None = None
         self._max_save_s: float | None = None
         self._prior_timings: dict[str, float] = {}
@@ -205,7 +207,11 @@ class TrialSession:
             yield self._order[index * batch_size : (index + 1) * batch_size]
             self.position = index + 1
             self.global_step += 1
-            self._max_step_s = max(self._max_step_s, time.monotonic() - self._step_started)
+            took = time.monotonic() - self._step_started
+            if self._first_step_s is None:
+                self._first_step_s = took  # allocations, lazy init: often far slower
+            else:
+                self._max_step_s = max(self._max_step_s, took)
             self._step_boundary()
         self._epoch_end_started = time.monotonic()
 
@@ -255,7 +261,7 @@ class TrialSession:
             return  # done: a late signal or a near deadline must not turn this into a continue
         # Stop unless the first step of the next epoch fits (and the next epoch's end too,
         # when that epoch is a single step).
-        next_work = self._max_step_s
+        next_work = self._step_estimate()
         if self._steps_per_epoch == 1:
             next_work += self._epoch_end_estimate()
         reason = self._stop_reason(next_work_s=next_work)
@@ -268,7 +274,7 @@ class TrialSession:
         """Save at this epoch end? Yes, unless the last save is so recent that saving again
         would spend more than ``max_overhead`` of the training time since then on saving
         (short epochs); the periodic saves bound what a kill can lose either way."""
-        if self.max_overhead is None or self._save_time_unknown():
+        if self.max_overhead is None:
             return True
         since = time.monotonic() - self._last_save
         return self._save_estimate() <= self.max_overhead * since
@@ -311,9 +317,9 @@ class TrialSession:
         # What must still fit before the deadline if we go on: the next step, and the
         # epoch's end when that step is the epoch's last (or when only the end is left).
         if self.position + 1 < steps:
-            next_work = self._max_step_s
+            next_work = self._step_estimate()
         elif self.position + 1 == steps:
-            next_work = self._max_step_s + self._epoch_end_estimate()
+            next_work = self._step_estimate() + self._epoch_end_estimate()
         else:
             next_work = self._epoch_end_estimate()
         reason = self._stop_reason(next_work_s=next_work)
@@ -340,13 +346,19 @@ class TrialSession:
     def _timings(self) -> dict[str, float]:
         """Measured timings (this segment's, else the previous one's) for the next segment."""
         measured = {
-            "step_s": self._max_step_s or None,
+            "step_s": self._max_step_s or self._first_step_s,
             "epoch_end_s": self._max_epoch_end_s,
             "save_s": self._max_save_s,
         }
         timings = dict(self._prior_timings)
         timings.update({k: v for k, v in measured.items() if v is not None})
         return timings
+
+    def _step_estimate(self) -> float:
+        """Seconds one step takes: the slowest of this segment, the warm-up step aside."""
+        if self._max_step_s:
+            return self._max_step_s
+        return self._first_step_s or 0.0
 
     def _save_time_unknown(self) -> bool:
         return self._max_save_s is None and "save_s" not in self._prior_timings
@@ -390,6 +402,10 @@ class TrialSession:
             "continuing in a new job"
         )
         sys.stdout.flush()
+        # Python's final garbage collections walk every object torch & co. created: 1-2 s
+        # on the way out, eaten from the deadline margin. Frozen objects are skipped (and
+        # still freed); finally blocks and atexit handlers run as usual.
+        gc.freeze()
         sys.exit(contract.EXIT_CONTINUE)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
