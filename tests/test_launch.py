@@ -70,3 +70,18 @@ def test_rungs_are_not_counted_as_restarts(tmp_path):
     run_segment(second_rung)
     record = json.loads(second_rung.result_path.read_text())
     assert (record["segments"], record["restarts"]) == (2, 0)
+
+
+def test_a_lower_rungs_record_describes_that_rung_only(tmp_path):
+    # Recomputed after the trial trained further (say its result-1.json was deleted),
+    # the record for budget 1 must report epoch 1, not the trial's latest epoch.
+    job = make_job(tmp_path)
+    (tmp_path / "trial").mkdir()
+    (tmp_path / "trial" / "first-segment-done").touch()
+    assert run_segment(job) == 0
+    rows = [{"epoch": 1, "score": 0.5}, {"epoch": 2, "score": 0.9}]
+    (tmp_path / "trial" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from snakesweep.launch import build_record, read_segments
+
+    record = build_record(job, "completed", None, read_segments(job.trial_dir))
+    assert (record["epochs_done"], record["final"], len(record["history"])) == (1, 0.5, 1)

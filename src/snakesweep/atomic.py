@@ -36,8 +36,14 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-def write_bytes(path: str | os.PathLike, data: Chunk | Iterable[Chunk]) -> None:
-    """Atomically replace ``path`` with ``data`` (bytes, or an iterable of byte chunks)."""
+def write_bytes(
+    path: str | os.PathLike, data: Chunk | Iterable[Chunk], *, durable: bool = True
+) -> None:
+    """Atomically replace ``path`` with ``data`` (bytes, or an iterable of byte chunks).
+
+    ``durable=False`` skips both fsyncs: still all-or-nothing for readers and after a
+    killed process, but a machine crash may leave the old or an empty file (for hints).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
@@ -48,7 +54,8 @@ def write_bytes(path: str | os.PathLike, data: Chunk | Iterable[Chunk]) -> None:
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -56,7 +63,8 @@ def write_bytes(path: str | os.PathLike, data: Chunk | Iterable[Chunk]) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

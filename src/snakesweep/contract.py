@@ -33,6 +33,9 @@ ENV_CHECKPOINT_EVERY_STEPS = "SNAKESWEEP_CHECKPOINT_EVERY_STEPS"
 ENV_CHECKPOINT_EVERY_SECONDS = "SNAKESWEEP_CHECKPOINT_EVERY_SECONDS"
 #: How many checkpoints to keep.
 ENV_CHECKPOINT_KEEP = "SNAKESWEEP_CHECKPOINT_KEEP"
+#: Epoch ends other than the last save only if the save costs at most this share of the
+#: time since the last save ("none": save at every epoch end).
+ENV_CHECKPOINT_MAX_OVERHEAD = "SNAKESWEEP_CHECKPOINT_MAX_OVERHEAD"
 #: Name of the metric the sweep optimises, and its mode (min or max).
 ENV_METRIC = "SNAKESWEEP_METRIC"
 ENV_MODE = "SNAKESWEEP_MODE"

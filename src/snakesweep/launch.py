@@ -50,6 +50,7 @@ class TrialJob:
     every_steps: int = 0
     every_seconds: float = 60.0
     keep: int = 2
+    epoch_end_max_overhead: float | None = 0.01
     deadline_margin_s: float = 30.0
     max_continuations: int = 20
     python: str = field(default_factory=lambda: sys.executable)
@@ -224,6 +225,7 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
             contract.ENV_CHECKPOINT_EVERY_STEPS: str(job.every_steps),
             contract.ENV_CHECKPOINT_EVERY_SECONDS: str(job.every_seconds),
             contract.ENV_CHECKPOINT_KEEP: str(job.keep),
+            contract.ENV_CHECKPOINT_MAX_OVERHEAD: str(job.epoch_end_max_overhead).lower(),
             contract.ENV_DEADLINE_MARGIN: str(job.deadline_margin_s),
             contract.ENV_METRIC: job.metric,
             contract.ENV_MODE: job.mode,
@@ -285,7 +287,8 @@ def build_record(
     job: TrialJob, outcome: str, error: str | None, events: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The result record of a trial at ``job.budget`` epochs."""
-    history = read_metrics(job.trial_dir)
+    # A lower rung's record recomputed after the trial trained further describes that rung.
+    history = [row for row in read_metrics(job.trial_dir) if row["epoch"] <= job.budget]
     starts = {e["segment"]: e for e in events if e.get("event") == "start"}
     ends = {e["segment"]: e for e in events if e.get("event") == "end"}
     wall = sum(ends[s]["time"] - starts[s]["time"] for s in starts if s in ends)

@@ -11,8 +11,9 @@ A few lines adopt it (see the README)::
         scheduler.step()
         session.end_epoch({"val_accuracy": acc, "val_loss": loss})
 
-The session saves at epoch ends, every N steps and/or T seconds, and right
-before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
+The session saves every N steps and/or T seconds, at epoch ends (the last one always,
+the others unless saving so often would cost more than 1 % of the training time), and
+right before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
 :data:`~snakesweep.contract.EXIT_CONTINUE` so that the workflow runs another
 segment, which resumes bit for bit where this one stopped. See docs/checkpointing.md.
 """
@@ -40,7 +41,12 @@ from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+#: Signals that ask the trial to save at the next step boundary and continue later.
+#: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+#: Measured timings (step, epoch end, save) for the next segment, beside the checkpoints: a
+#: checkpoint cannot hold the duration of its own save.
+TIMINGS_FILE = "timings.json"
 #: Assumed save time until one has been measured.
 DEFAULT_SAVE_SECONDS = 1.0
 
@@ -66,7 +72,7 @@ class TrialSession:
         data_seed: int = 0,
         handle_signals: bool = True,
         verbose: bool = True,
-        max_overhead: float | None = 0.02,
+        max_overhead: float | None = 0.01,
     ) -> None:
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
         #: Largest share of training time that saves at epoch ends may take (None: save at
@@ -124,6 +130,7 @@ class TrialSession:
             "every_steps": _env_int(env, contract.ENV_CHECKPOINT_EVERY_STEPS) or 0,
             "every_seconds": _env_float(env, contract.ENV_CHECKPOINT_EVERY_SECONDS, 0.0),
             "keep": _env_int(env, contract.ENV_CHECKPOINT_KEEP) or 2,
+            "max_overhead": _env_overhead(env),
             "deadline": Deadline(env=env),
             "margin_s": _env_float(env, contract.ENV_DEADLINE_MARGIN, 30.0),
         }
@@ -165,7 +172,7 @@ class TrialSession:
         self._sums = {k: list(v) for k, v in state["sums"].items()}
         self.resumes = state["resumes"] + 1
         self.resumed_from = path
-        self._prior_timings = dict(state.get("timings") or {})
+        self._prior_timings = {**(state.get("timings") or {}), **self._read_timings()}
         self._rewrite_metrics()
         self._say(
             f"resumed from {path.name}: epoch {self.epoch}, batch {self.position}, "
@@ -228,8 +235,10 @@ class TrialSession:
     def end_epoch(self, metrics: Mapping[str, float] | None = None) -> None:
         """Record the epoch's metrics, checkpoint, and stop if the next step cannot fit.
 
-        After the last epoch (``--epochs`` or the rung's budget) it never stops: the
-        script goes on to exit 0 by itself.
+        The last epoch (``--epochs`` or the rung's budget) always saves and never stops:
+        the script goes on to exit 0 by itself. Other epoch ends save when a periodic
+        save is due or when the save costs at most ``max_overhead`` of the time since
+        the last one; before a stop (deadline, signal, ASHA) they always save.
         """
         started = getattr(self, "_epoch_end_started", time.monotonic())
         means = {k: (s / w if w else float("nan")) for k, (s, w) in self._sums.items()}
@@ -251,6 +260,8 @@ class TrialSession:
             + " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k != "epoch")
         )
         self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
+        if saved and self.checkpoint_dir is not None:
+            self._write_timings()  # now with this epoch end's duration
         if self.asha is not None and not self.asha.should_continue(self.epoch, record):
             if not saved:
                 self.save()
@@ -303,6 +314,7 @@ class TrialSession:
         elapsed = time.monotonic() - started
         self._max_save_s = max(self._max_save_s or 0.0, elapsed)
         self._last_save = time.monotonic()
+        self._write_timings()
         return path
 
     def _step_boundary(self) -> None:
@@ -359,6 +371,22 @@ class TrialSession:
         if self._max_step_s:
             return self._max_step_s
         return self._first_step_s or 0.0
+
+    def _write_timings(self) -> None:
+        # A hint only: no fsync (a few ms on slow file systems), rewritten by every save.
+        write_bytes(
+            self.checkpoint_dir / TIMINGS_FILE, json.dumps(self._timings()).encode(), durable=False
+        )
+
+    def _read_timings(self) -> dict[str, float]:
+        remove_stale_temps(self.checkpoint_dir, TIMINGS_FILE)
+        try:
+            data = json.loads((self.checkpoint_dir / TIMINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and v >= 0}
 
     def _save_time_unknown(self) -> bool:
         return self._max_save_s is None and "save_s" not in self._prior_timings
@@ -465,3 +493,10 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(env[name]) if env.get(name) else default
+
+
+def _env_overhead(env: Mapping[str, str]) -> float | None:
+    value = env.get(contract.ENV_CHECKPOINT_MAX_OVERHEAD, "")
+    if value.lower() in ("none", "null"):
+        return None
+    return float(value) if value else 0.01

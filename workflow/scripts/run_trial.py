@@ -23,6 +23,7 @@ job = TrialJob(
     every_steps=ckpt["every_steps"],
     every_seconds=ckpt["every_seconds"],
     keep=ckpt["keep"],
+    epoch_end_max_overhead=ckpt["epoch_end_max_overhead"],
     deadline_margin_s=ckpt["deadline_margin_s"],
     max_continuations=ckpt["max_continuations"],
 )

@@ -1,0 +1,137 @@
+"""When a segment must stop: snakesweep.deadline (SLURM end time, SNAKESWEEP_DEADLINE)."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+
+import pytest
+
+from snakesweep import deadline as deadline_mod
+from snakesweep.contract import ENV_DEADLINE
+from snakesweep.deadline import REFRESH_SECONDS, Deadline, parse_slurm_time, slurm_end_time
+
+
+def test_parse_slurm_time():
+    expected = datetime(2026, 11, 22, 10, 0, 0).timestamp()  # squeue prints local time
+    assert parse_slurm_time("2026-11-22T10:00:00") == expected
+    assert parse_slurm_time("  2026-11-22T10:00:00\n") == expected
+    for no_end in ("", "N/A", "Unknown", "NONE", "None", "   "):
+        assert parse_slurm_time(no_end) is None
+    for garbage in ("tomorrow", "2026-11-22 10:00:00", "UNLIMITED", "2026-13-01T00:00:00"):
+        assert parse_slurm_time(garbage) is None
+
+
+def test_slurm_end_time_survives_a_failing_squeue():
+    assert slurm_end_time("42", run=lambda job: "2026-11-22T10:00:00") == parse_slurm_time(
+        "2026-11-22T10:00:00"
+    )
+
+    def broken(job):
+        raise subprocess.CalledProcessError(1, ["squeue"])
+
+    def missing(job):
+        raise FileNotFoundError("squeue")
+
+    def slow(job):
+        raise subprocess.TimeoutExpired(["squeue"], 20)
+
+    for run in (broken, missing, slow):
+        assert slurm_end_time("42", run=run) is None
+
+
+class FakeSlurm:
+    """A query function that counts its calls and answers what it is told."""
+
+    def __init__(self, answer: float | None) -> None:
+        self.answer = answer
+        self.calls: list[str] = []
+
+    def __call__(self, job_id: str) -> float | None:
+        self.calls.append(job_id)
+        return self.answer
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_precedence_explicit_then_env_then_slurm():
+    slurm = FakeSlurm(5_000.0)
+    env = {ENV_DEADLINE: "3000.5", "SLURM_JOB_ID": "42"}
+    explicit = Deadline(explicit=2_000.0, env=env, slurm_query=slurm)
+    assert (explicit.at(), explicit.source) == (2_000.0, "explicit")
+    from_env = Deadline(env=env, slurm_query=slurm)
+    assert (from_env.at(), from_env.source) == (3_000.5, "env")
+    from_slurm = Deadline(env={"SLURM_JOB_ID": "42"}, slurm_query=slurm)
+    assert (from_slurm.at(), from_slurm.source) == (5_000.0, "slurm")
+    assert slurm.calls == ["42"]  # the explicit and env deadlines never asked squeue
+    nothing = Deadline(env={}, slurm_query=slurm)
+    assert (nothing.at(), nothing.source) == (None, "none")
+    empty = Deadline(env={ENV_DEADLINE: "", "SLURM_JOB_ID": ""}, slurm_query=slurm)
+    assert (empty.at(), empty.source) == (None, "none")
+
+
+def test_bad_env_deadline_is_a_clear_error():
+    with pytest.raises(ValueError, match="SNAKESWEEP_DEADLINE='soon' is not a Unix time"):
+        Deadline(env={ENV_DEADLINE: "soon"})
+
+
+def test_default_env_is_os_environ(monkeypatch):
+    monkeypatch.setenv(ENV_DEADLINE, "1234")
+    assert Deadline().at() == 1234.0
+
+
+def test_slurm_end_time_refreshed_at_most_once_per_interval():
+    clock, slurm = Clock(), FakeSlurm(9_000.0)
+    deadline = Deadline(env={"SLURM_JOB_ID": "7"}, clock=clock, slurm_query=slurm)
+    assert deadline.at() == 9_000.0
+    slurm.answer = 9_600.0  # `scontrol update TimeLimit=...` moved the end
+    for dt in (1.0, 30.0, REFRESH_SECONDS - 0.001):
+        clock.now = 1_000.0 + dt
+        assert deadline.at() == 9_000.0  # cached
+    assert len(slurm.calls) == 1
+    clock.now = 1_000.0 + REFRESH_SECONDS
+    assert deadline.at() == 9_600.0
+    assert len(slurm.calls) == 2
+    clock.now += REFRESH_SECONDS / 2
+    deadline.at()
+    assert len(slurm.calls) == 2
+    clock.now += REFRESH_SECONDS / 2
+    deadline.at()
+    assert len(slurm.calls) == 3
+
+
+def test_a_failed_refresh_keeps_the_known_end_time():
+    clock, slurm = Clock(), FakeSlurm(9_000.0)
+    deadline = Deadline(env={"SLURM_JOB_ID": "7"}, clock=clock, slurm_query=slurm)
+    assert deadline.at() == 9_000.0
+    slurm.answer = None  # squeue timed out or the controller did not answer
+    clock.now += REFRESH_SECONDS
+    assert deadline.at() == 9_000.0
+    assert len(slurm.calls) == 2
+
+
+def test_unknown_slurm_end_time_means_no_deadline():
+    clock, slurm = Clock(), FakeSlurm(None)
+    deadline = Deadline(env={"SLURM_JOB_ID": "7"}, clock=clock, slurm_query=slurm)
+    assert deadline.at() is None
+    clock.now += REFRESH_SECONDS
+    slurm.answer = 8_000.0  # squeue answers again
+    assert deadline.at() == 8_000.0
+
+
+def test_real_squeue_command_line(monkeypatch):
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen["argv"] = argv
+        return subprocess.CompletedProcess(argv, 0, stdout="2026-11-22T10:00:00\n", stderr="")
+
+    monkeypatch.setattr(deadline_mod.subprocess, "run", fake_run)
+    assert slurm_end_time("123") == parse_slurm_time("2026-11-22T10:00:00")
+    assert seen["argv"] == ["squeue", "--noheader", "--jobs", "123", "--format", "%e"]
