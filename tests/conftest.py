@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -47,7 +48,9 @@ def run_workflow(
         *args,
     ]
     if not any(a in ("-n", "--dry-run", "--dryrun") or a.startswith("--profile") for a in args):
-        cmd += ["--cores", "2", "--retries", "20", "--keep-going"]
+        cmd += ["--retries", "20", "--keep-going"]
+        if "--cores" not in args:
+            cmd += ["--cores", "2"]
     proc = subprocess.run(
         cmd,
         cwd=workdir,
@@ -61,6 +64,28 @@ def run_workflow(
             f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+def echo_config(tmp_path: Path, values: list, **overrides) -> dict:
+    """A sweep of the fast stand-in script (tests/fixtures/echo_train.py) over ``values``."""
+    config = {
+        "sweep": "echo",
+        "results_dir": str(tmp_path / "results"),
+        "script": str(REPO / "tests" / "fixtures" / "echo_train.py"),
+        "metric": "score",
+        "mode": "max",
+        "epochs": 2,
+        "strategy": "grid",
+        "parameters": {"behaviour": {"kind": "choice", "values": values}},
+    }
+    config.update(overrides)
+    return config
+
+
+def read_leaderboard(root: Path) -> list[dict]:
+    """The rows of ``<root>/leaderboard.csv``, best first, as strings."""
+    with open(Path(root) / "leaderboard.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def read_json(path: Path):

@@ -1,11 +1,10 @@
 """Pruning in real workflow runs: SHA rungs in the DAG, Hyperband brackets, ASHA self-pruning."""
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, demo_config, read_json, run_workflow
+from conftest import demo_config, echo_config, read_json, read_leaderboard, run_workflow
 
 from snakesweep.pruning import asha_decision, promote
 from snakesweep.sweep import build_sweep
@@ -14,8 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def leaderboard(root: Path) -> dict[str, dict]:
-    with open(root / "leaderboard.csv", newline="") as f:
-        return {row["trial_id"]: row for row in csv.DictReader(f)}
+    return {row["trial_id"]: row for row in read_leaderboard(root)}
 
 
 def test_sha_promotes_the_best_third_and_resumes_without_retraining(tmp_path):
@@ -74,26 +72,16 @@ def test_hyperband_plans_brackets_from_one_seeded_sample():
     assert build_sweep(config).brackets == sweep.brackets  # same config and seed, same plan
 
 
-def echo_config(tmp_path, values, **overrides):
-    config = {
-        "sweep": "echo",
-        "results_dir": str(tmp_path / "results"),
-        "script": str(REPO / "tests" / "fixtures" / "echo_train.py"),
-        "metric": "score",
-        "mode": "max",
-        "epochs": 4,
-        "strategy": "grid",
-        "parameters": {"behaviour": {"kind": "choice", "values": values}},
-    }
-    config.update(overrides)
-    return config
-
-
 def test_asha_trials_prune_themselves_by_their_peers_at_each_rung(tmp_path):
-    values = ["aaaaaa", "b", "cccc", "dd", "eeeee", "fff"]
+    # Each trial started scores below the ones before it, so every later arrival at a
+    # rung is the worst so far and must be pruned once min_peers have reported.
     config = echo_config(
-        tmp_path, values, pruning={"method": "asha", "eta": 2, "min_t": 1, "min_peers": 2}
+        tmp_path,
+        ["countdown"],
+        epochs=4,
+        pruning={"method": "asha", "eta": 2, "min_t": 1, "min_peers": 2},
     )
+    config["parameters"]["offset"] = {"kind": "grid", "values": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}
     run_workflow(tmp_path, config, "--cores", "1")
     root = tmp_path / "results" / "echo"
     rows = leaderboard(root)
@@ -115,7 +103,7 @@ def test_asha_trials_prune_themselves_by_their_peers_at_each_rung(tmp_path):
             if not report["continue"]:
                 pruned_at[report["trial_id"]] = budget
         assert len(reports) == len(order)
-    assert pruned_at, "with min_peers=2 and 6 trials someone must be pruned"
+    assert len(pruned_at) == 5 and set(pruned_at.values()) == {1}
     for tid, row in rows.items():
         if tid in pruned_at:
             assert row["status"] == "pruned" and int(row["epochs_done"]) == pruned_at[tid]

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_workflow
+from conftest import echo_config, run_workflow
 
 from snakesweep.plots import latest_records, plot_learning_curves, plot_metric_vs_params
 from snakesweep.sweep import build_sweep
@@ -111,20 +111,10 @@ def embedded(html: str, name: str) -> bytes:
 
 @pytest.mark.e2e
 def test_report_of_a_small_sweep(tmp_path):
-    config = {
-        "sweep": "echo",
-        "results_dir": str(tmp_path / "results"),
-        "script": str(REPO / "tests" / "fixtures" / "echo_train.py"),
-        "metric": "score",
-        "mode": "max",
-        "epochs": 2,
-        "strategy": "random",
-        "n_trials": 2,
-        "seed": 3,
-        "parameters": {
-            "behaviour": {"kind": "grid", "values": ["ab", "nan"]},
-            "offset": {"kind": "loguniform", "low": 0.1, "high": 10.0},
-        },
+    config = echo_config(tmp_path, ["ab", "nan"], strategy="random", n_trials=2, seed=3)
+    config["parameters"] = {
+        "behaviour": {"kind": "grid", "values": ["ab", "nan"]},
+        "offset": {"kind": "loguniform", "low": 0.1, "high": 10.0},
     }
     plan = build_sweep(config)
     assert len(plan.trials) == 4

@@ -1,20 +1,14 @@
 """The workflow end to end: real snakemake runs of small sweeps."""
 
-import csv
 import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, demo_config, read_json, run_workflow
+from conftest import REPO, demo_config, echo_config, read_json, read_leaderboard, run_workflow
 
 pytestmark = pytest.mark.e2e
-
-
-def leaderboard(root: Path) -> list[dict]:
-    with open(root / "leaderboard.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def train_jobs_run(proc) -> int:
@@ -27,7 +21,7 @@ def test_demo_sweep_end_to_end(tmp_path):
     config = demo_config(n_trials=3, epochs=2, sweep="small", results_dir=str(tmp_path / "results"))
     proc = run_workflow(tmp_path, config)
     root = tmp_path / "results" / "small"
-    rows = leaderboard(root)
+    rows = read_leaderboard(root)
     assert len(rows) == 3
     assert [r["status"] for r in rows] == ["completed"] * 3
     assert [int(r["rank"]) for r in rows] == [1, 2, 3]
@@ -66,7 +60,7 @@ def test_demo_sweep_end_to_end(tmp_path):
     mtimes = {t: (root / "trials" / t / "result-2.json").stat().st_mtime for t in records}
     grown = run_workflow(tmp_path, {**config, "n_trials": 4})
     assert train_jobs_run(grown) == 1
-    rows4 = leaderboard(root)
+    rows4 = read_leaderboard(root)
     assert len(rows4) == 4 and set(records) < {r["trial_id"] for r in rows4}
     for t, mtime in mtimes.items():
         assert (root / "trials" / t / "result-2.json").stat().st_mtime == mtime
@@ -78,21 +72,6 @@ def test_demo_sweep_end_to_end(tmp_path):
         assert f"trials/{t}/" not in plan.stdout
 
 
-def echo_config(tmp_path, values, **overrides):
-    config = {
-        "sweep": "echo",
-        "results_dir": str(tmp_path / "results"),
-        "script": str(REPO / "tests" / "fixtures" / "echo_train.py"),
-        "metric": "score",
-        "mode": "max",
-        "epochs": 2,
-        "strategy": "grid",
-        "parameters": {"behaviour": {"kind": "choice", "values": values}},
-    }
-    config.update(overrides)
-    return config
-
-
 HOSTILE = ["a; touch PWNED", "$(touch PWNED)", "`touch PWNED`", 'x\' "y" && touch PWNED #', "-rf"]
 
 
@@ -100,7 +79,7 @@ def test_parameter_values_reach_the_script_verbatim(tmp_path):
     run_workflow(tmp_path, echo_config(tmp_path, HOSTILE))
     root = tmp_path / "results" / "echo"
     seen = []
-    for row in leaderboard(root):
+    for row in read_leaderboard(root):
         assert row["status"] == "completed", row
         argv = read_json(root / "trials" / row["trial_id"] / "argv.json")
         (value,) = [a.removeprefix("--behaviour=") for a in argv if a.startswith("--behaviour=")]
@@ -113,7 +92,7 @@ def test_parameter_values_reach_the_script_verbatim(tmp_path):
 def test_failures_are_recorded_and_the_sweep_still_aggregates(tmp_path):
     proc = run_workflow(tmp_path, echo_config(tmp_path, ["good", "crash", "wrong_metric", "nan"]))
     root = tmp_path / "results" / "echo"
-    rows = {r["param_behaviour"]: r for r in leaderboard(root)}
+    rows = {r["param_behaviour"]: r for r in read_leaderboard(root)}
     assert rows["good"]["status"] == "completed" and rows["good"]["rank"] == "1"
 
     crash = rows["crash"]
