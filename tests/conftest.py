@@ -25,19 +25,12 @@ def demo_config(**overrides) -> dict:
     return config
 
 
-def run_workflow(
-    workdir: Path,
-    config: dict,
-    *args: str,
-    check: bool = True,
-    env: dict | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess:
-    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with ``config``."""
+def workflow_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """``snakemake`` on the repository's Snakefile in ``workdir``, ``config`` as its sweep file."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "sweep.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
+    return [
         *SNAKEMAKE,
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -47,6 +40,18 @@ def run_workflow(
         str(configfile),
         *args,
     ]
+
+
+def run_workflow(
+    workdir: Path,
+    config: dict,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with ``config``."""
+    cmd = workflow_command(workdir, config, *args)
     if not any(a in ("-n", "--dry-run", "--dryrun") or a.startswith("--profile") for a in args):
         cmd += ["--retries", "20", "--keep-going"]
         if "--cores" not in args:

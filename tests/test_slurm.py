@@ -1,0 +1,446 @@
+"""The workflow on a real Slurm (scripts/slurm-cluster.sh up), end to end, through profiles/slurm.
+
+Every test here is marked ``slurm``: it skips without a cluster and fails collection
+when SNAKESWEEP_REQUIRE_SLURM=1. The cluster must have no accounting database
+(status through ``squeue``, as the local one) or one: both work. Sweeps are tiny;
+the long tests (a 1-minute SLURM time limit, a requeue, a killed controller) say
+so in their docstrings. OMP_NUM_THREADS=1 in every run makes floats bitwise
+reproducible, so SLURM results are compared exactly with local ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REPO,
+    demo_config,
+    echo_config,
+    read_json,
+    read_leaderboard,
+    run_workflow,
+    workflow_command,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+
+PROFILE = str(REPO / "profiles" / "slurm")
+#: The command line that works against a cluster without slurmdbd (docs/slurm.md).
+SLURM_ARGS = (
+    f"--profile={PROFILE}",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--jobs",
+    "4",
+    "--slurm-keep-successful-logs",
+)
+ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SNAKESWEEP_LOCK_POLL_SECONDS": "2"}
+#: Columns of a leaderboard that must not depend on where a trial ran.
+SAME_EVERYWHERE = ("rank", "trial_id", "status", "final", "best", "best_epoch", "epochs_done")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def records(root: Path, budget: int) -> dict[str, dict]:
+    return {p.parent.name: read_json(p) for p in (root / "trials").glob(f"*/result-{budget}.json")}
+
+
+def segments(root: Path, trial_id: str) -> list[dict]:
+    """Segments of a trial: start events merged with their end events (if any)."""
+    path = root / "trials" / trial_id / "segments.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ends = {e["segment"]: e for e in events if e["event"] == "end"}
+    return [
+        {**start, "end": ends.get(start["segment"])}
+        for start in events
+        if start["event"] == "start"
+    ]
+
+
+def log_sections(log: Path) -> list[str]:
+    """The trial log cut at each segment's header line."""
+    text = log.read_text()
+    parts = text.split("=== snakesweep trial ")
+    return ["=== snakesweep trial " + p for p in parts[1:]]
+
+
+def assert_same_results(slurm_root: Path, local_root: Path, budget: int) -> None:
+    """Same trials, statuses, ranks and metrics (every epoch, bit for bit) as the local run."""
+    slurm_rows, local_rows = read_leaderboard(slurm_root), read_leaderboard(local_root)
+    assert [{k: r[k] for k in SAME_EVERYWHERE} for r in slurm_rows] == [
+        {k: r[k] for k in SAME_EVERYWHERE} for r in local_rows
+    ]
+    slurm_records, local_records = records(slurm_root, budget), records(local_root, budget)
+    assert slurm_records.keys() == local_records.keys()
+    for trial_id, local in local_records.items():
+        ran = slurm_records[trial_id]
+        assert ran["final"] == local["final"] and ran["best"] == local["best"], trial_id
+        assert ran["history"] == local["history"], f"metrics of {trial_id} differ"
+        assert local["slurm_job_ids"] == [] and ran["slurm_job_ids"], trial_id
+
+
+def run_in_background(fn: Callable[[], object]) -> Callable[[], object]:
+    """Run ``fn`` in a thread; the returned function waits for it and returns (or raises)."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def join():
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return join
+
+
+def start_controller(workdir: Path, config: dict, *args: str) -> subprocess.Popen:
+    """A Snakemake controller started like ``run_workflow`` does, but not waited for."""
+    cmd = workflow_command(workdir, config, *args)
+    out = open(workdir / "controller.log", "ab")  # noqa: SIM115 - closed by the child's exit
+    return subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **ENV},
+        start_new_session=True,  # a login session of its own: killed alone, as when it dies
+    )
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float, proc=None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the controller ended ({proc.returncode}) before {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def epochs_done(trial_dir: Path) -> int:
+    path = trial_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def squeue_state(job_id: str) -> str:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def no_overlap(segs: list[dict]) -> bool:
+    """Segments of one trial never ran at the same time (each ended before the next started)."""
+    return all(
+        a["end"] and a["end"]["time"] <= b["time"] for a, b in zip(segs, segs[1:], strict=False)
+    )
+
+
+# -- 1. the demo sweep -------------------------------------------------------------------------
+
+
+def test_demo_sweep_on_slurm_matches_the_local_run(tmp_path):
+    """The demo sweep (3 trials, 2 epochs, scripts/train.py) through profiles/slurm gives the
+    local leaderboard exactly; every trial records its one SLURM job and no restarts. ~40 s."""
+
+    def config(name):
+        return demo_config(
+            n_trials=3, epochs=2, sweep="small", results_dir=str(tmp_path / name / "results")
+        )
+
+    local = run_in_background(lambda: run_workflow(tmp_path / "local", config("local"), env=ENV))
+    proc = run_workflow(tmp_path / "slurm", config("slurm"), *SLURM_ARGS, env=ENV)
+    local()
+    slurm_root = tmp_path / "slurm" / "results" / "small"
+    assert_same_results(slurm_root, tmp_path / "local" / "results" / "small", budget=2)
+    assert "snakesweep: small: 3 trials (3 completed)" in proc.stdout
+    rows = read_leaderboard(slurm_root)
+    assert [r["restarts"] for r in rows] == ["0", "0", "0"]
+    for trial_id, record in records(slurm_root, 2).items():
+        (segment,) = segments(slurm_root, trial_id)
+        assert record["slurm_job_ids"] == [segment["slurm_job_id"]]
+        assert (record["segments"], record["restarts"]) == (1, 0)
+        assert segment["end"]["outcome"] == "completed"
+    # Each trial was its own SLURM job.
+    job_ids = {r["slurm_job_ids"][0] for r in records(slurm_root, 2).values()}
+    assert len(job_ids) == 3
+
+
+# -- 5. a real failure -------------------------------------------------------------------------
+
+
+def test_a_crashing_trial_is_failed_once_and_the_sweep_still_aggregates(tmp_path):
+    """A trial that raises is recorded failed with its log's path, is never resubmitted (one
+    segment, one SLURM job), and the leaderboard still ranks the others. ~20 s."""
+    proc = run_workflow(tmp_path, echo_config(tmp_path, ["good", "crash"]), *SLURM_ARGS, env=ENV)
+    root = tmp_path / "results" / "echo"
+    rows = {r["param_behaviour"]: r for r in read_leaderboard(root)}
+    assert rows["good"]["status"] == "completed" and rows["good"]["rank"] == "1"
+    crash = rows["crash"]
+    assert crash["status"] == "failed" and crash["rank"] == "2"
+    assert "RuntimeError: deliberate crash in user code" in crash["error"]
+    log = Path(crash["log"])
+    assert log.is_absolute() and "deliberate crash" in log.read_text()
+    (segment,) = segments(root, crash["trial_id"])  # failed at once, never retried
+    assert segment["end"]["outcome"] == "failed" and segment["end"]["exit_code"] == 1
+    record = read_json(root / "trials" / crash["trial_id"] / "result-2.json")
+    assert record["slurm_job_ids"] == [segment["slurm_job_id"]] and record["restarts"] == 0
+    assert f"FAILED {crash['trial_id']}" in proc.stdout and crash["log"] in proc.stdout
+    assert "Trying to restart" not in proc.stdout + proc.stderr
+
+
+# -- 2 and 3. a time limit shorter than the training, and `scontrol requeue` ----------------
+
+LONG_BATCH, REQUEUE_BATCH = 8, 32
+#: Batch size 8 trains ~2.9 s per epoch on an idle core: 18 epochs (~52 s) cannot fit in one
+#: 1-minute job (~4 s of start-up, 15 s margin), so it needs 2 jobs idle, 3 on a loaded machine.
+LONG_EPOCHS = 18
+
+
+@pytest.fixture(scope="module")
+def long_sweep(tmp_path_factory):
+    """Two trials on SLURM with a 1-minute limit: batch size 8 needs 2-3 jobs; batch size 32 fits
+    in one but is requeued (`scontrol requeue`) after its first epoch. Then the same sweep
+    locally, uninterrupted. LONG: ~2.5-4 min, most of it the 1-minute limit and the requeue."""
+    tmp = tmp_path_factory.mktemp("long")
+
+    def config(name):
+        return {
+            "sweep": "long",
+            "results_dir": str(tmp / name / "results"),
+            "script": str(REPO / "scripts" / "train.py"),
+            "metric": "val_accuracy",
+            "mode": "max",
+            "epochs": LONG_EPOCHS,
+            "strategy": "grid",
+            "parameters": {
+                "lr": {"kind": "fixed", "value": 0.001},
+                "width": {"kind": "fixed", "value": 1024},
+                "depth": {"kind": "fixed", "value": 3},
+                "batch_size": {"kind": "grid", "values": [LONG_BATCH, REQUEUE_BATCH]},
+            },
+            "resources": {"runtime": 1, "mem_mb": 1000, "cpus": 1, "gpus": 0},
+            "checkpoint": {
+                "every_steps": 0,
+                "every_seconds": 10,
+                "keep": 2,
+                "deadline_margin_s": 15,
+                "max_continuations": 20,
+            },
+        }
+
+    root = tmp / "slurm" / "results" / "long"
+    proc = start_controller(tmp / "slurm", config("slurm"), *SLURM_ARGS)
+    try:
+        # The requeued trial: the one with batch size 32, once it has an epoch (and a checkpoint).
+        def requeue_trial():
+            for params in (root / "trials").glob("*/params.json"):
+                if read_json(params)["params"]["batch_size"] == REQUEUE_BATCH:
+                    return params.parent
+            return None
+
+        trial = wait_for("the trials to start", requeue_trial, 180, proc)
+        wait_for("an epoch of the requeued trial", lambda: epochs_done(trial) >= 1, 180, proc)
+        job_id = segments(root, trial.name)[0]["slurm_job_id"]
+        requeued_at = epochs_done(trial)
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        assert proc.wait(timeout=600) == 0, (tmp / "slurm" / "controller.log").read_text()[-5000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The uninterrupted reference, afterwards: run beside the SLURM jobs (even only beside the
+    # long trial's last job) it slows them into one more segment, which costs as much as it saves.
+    run_workflow(tmp / "local", config("local"), env=ENV)
+    return {
+        "root": root,
+        "local": tmp / "local" / "results" / "long",
+        "requeued": trial.name,
+        "requeued_job": job_id,
+        "requeued_at_epoch": requeued_at,
+    }
+
+
+def trial_with_batch(root: Path, batch_size: int) -> str:
+    (trial_id,) = [
+        t for t, r in records(root, LONG_EPOCHS).items() if r["params"]["batch_size"] == batch_size
+    ]
+    return trial_id
+
+
+def test_a_trial_longer_than_its_time_limit_continues_in_new_jobs(long_sweep):
+    """SLURM time limit 1 minute, training longer: the trial saves before its job's end time
+    (read with squeue inside the job), exits 75, is resubmitted as a new SLURM job and resumes;
+    its final metrics equal the uninterrupted local run. LONG (shares the long_sweep run)."""
+    root = long_sweep["root"]
+    assert_same_results(root, long_sweep["local"], budget=LONG_EPOCHS)
+    trial_id = trial_with_batch(root, LONG_BATCH)
+    record = read_json(root / "trials" / trial_id / f"result-{LONG_EPOCHS}.json")
+    segs = segments(root, trial_id)
+    assert len(segs) >= 2 and no_overlap(segs)
+    for before, after in zip(segs, segs[1:], strict=False):
+        # Saved and exited by itself before the limit (75, not killed by Slurm) ...
+        assert before["end"]["outcome"] == "continue" and before["end"]["exit_code"] == 75
+        assert before["end"]["time"] - before["time"] < 60
+        # ... and Snakemake's retries continued it in a new job.
+        assert after["slurm_job_id"] != before["slurm_job_id"]
+    assert segs[-1]["end"]["outcome"] == "completed"
+    assert record["restarts"] == len(segs) - 1 >= 1
+    assert record["slurm_job_ids"] == sorted({s["slurm_job_id"] for s in segs})
+    assert len(record["slurm_job_ids"]) == len(segs)
+    row = {r["trial_id"]: r for r in read_leaderboard(root)}[trial_id]
+    assert row["restarts"] == str(record["restarts"])
+    sections = log_sections(Path(record["log"]))
+    assert len(sections) == len(segs), "the log keeps every segment"
+    assert "deadline in" in sections[0] and "cannot fit another step" in sections[0]
+    assert all("[snakesweep] resumed from ckpt-" in s for s in sections[1:])
+
+
+def test_a_requeued_trial_resumes_in_the_same_job(long_sweep):
+    """`scontrol requeue` of a running trial: SIGTERM, the trial saves and exits 75; Slurm runs
+    the same job id again, which resumes from the checkpoint, with the same final metrics as
+    the uninterrupted local run (checked in the test above). LONG (shares the long_sweep run)."""
+    root, trial_id = long_sweep["root"], long_sweep["requeued"]
+    record = read_json(root / "trials" / trial_id / f"result-{LONG_EPOCHS}.json")
+    local = read_json(long_sweep["local"] / "trials" / trial_id / f"result-{LONG_EPOCHS}.json")
+    assert record["status"] == "completed" and record["history"] == local["history"]
+    segs = segments(root, trial_id)
+    assert no_overlap(segs)
+    first, second = segs[0], segs[1]
+    assert first["slurm_job_id"] == second["slurm_job_id"] == long_sweep["requeued_job"]
+    # The requeue came while it trained: it saved and left (SIGTERM) or was killed.
+    assert first["end"] is None or first["end"]["outcome"] == "continue"
+    assert record["restarts"] >= 1 and long_sweep["requeued_job"] in record["slurm_job_ids"]
+    sections = log_sections(Path(record["log"]))
+    assert "received SIGTERM" in sections[0]
+    assert "[snakesweep] resumed from ckpt-" in sections[1]
+    resumed_epoch = int(sections[1].split("resumed from ckpt-")[1].split("epoch ")[1].split(",")[0])
+    assert resumed_epoch >= long_sweep["requeued_at_epoch"] >= 1, "resumed, not restarted"
+    row = {r["trial_id"]: r for r in read_leaderboard(root)}[trial_id]
+    assert row["restarts"] == str(record["restarts"])
+
+
+# -- 4. the controller dies ---------------------------------------------------------------------
+
+
+def test_a_killed_controller_restarts_without_training_anything_twice(tmp_path):
+    """SIGKILL to the Snakemake controller mid-sweep (its SLURM jobs keep running), one old job
+    then cancelled (a time limit or preemption while nobody watches), and a new controller
+    started (after --unlock, as Snakemake asks). Finished trials do not run again, the trial
+    whose old job still runs is waited for (per-trial lock) and never trained by two jobs at
+    once, the cancelled one resumes from its checkpoint, and the leaderboard is complete.
+    LONG: ~1.5-2 min."""
+    config = {
+        "sweep": "kill",
+        "results_dir": str(tmp_path / "results"),
+        "script": str(REPO / "scripts" / "train.py"),
+        "metric": "val_accuracy",
+        "mode": "max",
+        "epochs": 6,
+        "strategy": "grid",
+        "parameters": {
+            "lr": {"kind": "fixed", "value": 0.001},
+            "depth": {"kind": "fixed", "value": 3},
+            "width": {"kind": "fixed", "value": 1024},
+            # ~1 s, ~10 s and ~20 s of training: whatever order Slurm starts them in, one
+            # finishes while another still trains.
+            "batch_size": {"kind": "grid", "values": [256, 16, 8]},
+        },
+        "resources": {"runtime": 10, "mem_mb": 1000, "cpus": 1, "gpus": 0},
+        "checkpoint": {"every_steps": 0, "every_seconds": 5, "keep": 2},
+    }
+    root = tmp_path / "results" / "kill"
+    first = start_controller(tmp_path, config, *SLURM_ARGS)
+    try:
+
+        def trials_by_state():
+            """Finished trials, and slow ones (batch size <= 16) mid-training, slowest first."""
+            done, training = [], []
+            for trial in (root / "trials").glob("*"):
+                if list(trial.glob("result-*.json")):
+                    done.append(trial.name)
+                elif epochs_done(trial) >= 1:
+                    batch = read_json(trial / "params.json")["params"]["batch_size"]
+                    if batch <= 16:
+                        training.append((batch, trial.name))
+            training = [t for _, t in sorted(training)]
+            return (done, training) if len(done) >= 1 and len(training) >= 1 else None
+
+        wait_for("a finished and a training trial", trials_by_state, 240, first)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)  # the controller only; its SLURM jobs live on
+        first.wait()
+    done, training = trials_by_state()
+    finished_before = {t: (root / "trials" / t / "segments.jsonl").read_bytes() for t in done}
+    # One trial's old job ends while no controller runs: it saves its state (SIGTERM) and stops.
+    cancelled = training[0]
+    old_job = segments(root, cancelled)[0]["slurm_job_id"]
+    subprocess.run(["scancel", old_job], check=True)
+    wait_for(
+        f"job {old_job} to end",
+        lambda: squeue_state(old_job) not in ("RUNNING", "COMPLETING"),
+        60,
+    )
+    running_then = {
+        t: segments(root, t)[0]["slurm_job_id"]
+        for t in (p.name for p in (root / "trials").glob("*"))
+        if t not in done and t != cancelled and (root / "trials" / t / "segments.jsonl").exists()
+    }
+
+    unlock = run_workflow(tmp_path, config, *SLURM_ARGS, "--unlock", env=ENV)
+    assert unlock.returncode == 0
+    proc = run_workflow(tmp_path, config, *SLURM_ARGS, env=ENV)
+    assert "snakesweep: kill: 3 trials (3 completed)" in proc.stdout
+
+    rows = read_leaderboard(root)
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+    for trial_id, before in finished_before.items():
+        assert (root / "trials" / trial_id / "segments.jsonl").read_bytes() == before, (
+            f"finished trial {trial_id} ran again"
+        )
+    for trial_id in (r["trial_id"] for r in rows):
+        segs = segments(root, trial_id)
+        assert no_overlap(segs), f"two jobs trained {trial_id} at once: {segs}"
+        record = read_json(root / "trials" / trial_id / "result-6.json")
+        assert record["restarts"] == len(segs) - 1
+        assert record["history"][-1]["epoch"] == 6
+    # The cancelled trial resumed in a job of the new controller.
+    segs = segments(root, cancelled)
+    assert len(segs) >= 2 and segs[0]["slurm_job_id"] == old_job
+    assert segs[-1]["slurm_job_id"] != old_job
+    record = read_json(root / "trials" / cancelled / "result-6.json")
+    assert "[snakesweep] resumed from ckpt-" in log_sections(Path(record["log"]))[-1]
+    assert record["restarts"] >= 1 and old_job in record["slurm_job_ids"]
+    # Trials whose old jobs were still running (or pending) were not started over by the new
+    # controller's jobs: those waited for the lock, or found the trial already finished.
+    # Both controllers' jobs log to .snakemake/slurm_logs/rule_train_trial/<trial>_6/<job>.log.
+    logs = tmp_path / ".snakemake" / "slurm_logs" / "rule_train_trial"
+    for trial_id, job in running_then.items():
+        (segment,) = segments(root, trial_id)  # trained once, by its old job, to the end
+        assert segment["slurm_job_id"] == job and segment["end"]["outcome"] == "completed"
+        for log in logs.glob(f"{trial_id}_6/*.log"):
+            if log.stem != job:  # a job of the new controller for the same trial
+                text = log.read_text()
+                assert "is being trained by" in text or "already finished at 6 epochs" in text, (
+                    f"{log} neither waited for the lock nor found the trial finished"
+                )
