@@ -427,9 +427,15 @@ cmd_up() {
     check_foreign_daemons
     live_pid "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null || check_conf
     start_munge
-    # Keep the conf of a running controller; otherwise (re)write it.
+    # Keep the conf and jobs of a running controller; otherwise (re)write the conf and
+    # start from an empty job state, so that jobs of a cluster that was killed (not
+    # stopped with `down`) are not recovered and requeued into this one.
     if ! live_pid "$RUN_DIR/slurmctld.pid" slurmctld >/dev/null; then
         write_conf
+        find "$SCRATCH/state" -mindepth 1 -delete
+    fi
+    if ! live_pid "$RUN_DIR/slurmd.pid" slurmd >/dev/null; then
+        find "$SCRATCH/spool" -mindepth 1 -delete
     fi
     deadline=$((SECONDS + TIMEOUT))
     start_daemon slurmctld
