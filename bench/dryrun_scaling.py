@@ -74,7 +74,13 @@ def main() -> None:
             runs = 3 if n <= 2000 else 2
             ours = best_of(
                 runs,
-                [*smk, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(tmp / "sweep.yaml")],
+                [
+                    *smk,
+                    "--snakefile",
+                    str(REPO / "Snakefile"),
+                    "--configfile",
+                    str(tmp / "sweep.yaml"),
+                ],
                 tmp,
             )
             toy = best_of(runs, [*smk, "--config", f"size={n}"], tmp / "toy")

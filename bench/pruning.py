@@ -38,9 +38,23 @@ def run(method: str, n_trials: int, epochs: int, eta: int, tmp: Path) -> dict:
     (workdir / "sweep.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-         "--configfile", "sweep.yaml", "--cores", str(os.cpu_count() or 2), "--quiet", "all"],
-        cwd=workdir, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            "sweep.yaml",
+            "--cores",
+            str(os.cpu_count() or 2),
+            "--quiet",
+            "all",
+        ],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     wall = time.perf_counter() - start
     root = tmp / "results" / method
@@ -50,16 +64,26 @@ def run(method: str, n_trials: int, epochs: int, eta: int, tmp: Path) -> dict:
     finals = []
     for path in (root / "trials").glob("*/result-*.json"):
         record = json.loads(path.read_text())
-        if record["status"] == "completed" and record["budget"] == epochs and record["final"] is not None:
+        if (
+            record["status"] == "completed"
+            and record["budget"] == epochs
+            and record["final"] is not None
+        ):
             finals.append(record["final"])
-    return {"trials": len(list((root / "trials").iterdir())), "epochs": epochs_trained,
-            "wall": wall, "best": max(finals)}
+    return {
+        "trials": len(list((root / "trials").iterdir())),
+        "epochs": epochs_trained,
+        "wall": wall,
+        "best": max(finals),
+    }
 
 
 def main() -> None:
     n_trials, epochs, eta = (int(a) for a in (sys.argv[1:] + ["27", "9", "3"][len(sys.argv) - 1 :]))
     print(f"demo task, {n_trials} sampled configurations, {epochs} epochs, eta={eta}")
-    print(f"{'method':<8} {'trials':>6} {'epochs':>7} {'share':>6} {'wall (s)':>9} {'best val_accuracy':>18} {'gap (pp)':>9}")
+    print(
+        f"{'method':<8} {'trials':>6} {'epochs':>7} {'share':>6} {'wall (s)':>9} {'best val_accuracy':>18} {'gap (pp)':>9}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         results = {m: run(m, n_trials, epochs, eta, Path(tmp)) for m in ("none", "sha", "asha")}
     full = results["none"]
