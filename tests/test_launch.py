@@ -85,3 +85,30 @@ def test_a_lower_rungs_record_describes_that_rung_only(tmp_path):
 
     record = build_record(job, "completed", None, read_segments(job.trial_dir))
     assert (record["epochs_done"], record["final"], len(record["history"])) == (1, 0.5, 1)
+
+
+def test_a_failed_trial_runs_again_when_its_record_is_deleted(tmp_path):
+    job = make_job(tmp_path, script=str(tmp_path / "broken.py"))
+    (tmp_path / "broken.py").write_text("raise SystemExit('bug in my script')\n")
+    assert run_segment(job) == 0
+    assert json.loads(job.result_path.read_text())["status"] == "failed"
+    # The user fixes the script and deletes the record (or uses --forcerun): it trains again.
+    (tmp_path / "broken.py").write_text(
+        "import json, os, pathlib\n"
+        "d = pathlib.Path(os.environ['SNAKESWEEP_TRIAL_DIR'])\n"
+        "(d / 'metrics.jsonl').write_text(json.dumps({'epoch': 1, 'score': 1.0}) + '\\n')\n"
+    )
+    job.result_path.unlink()
+    assert run_segment(job) == 0
+    record = json.loads(job.result_path.read_text())
+    assert (record["status"], record["final"], record["segments"]) == ("completed", 1.0, 2)
+
+
+def test_a_finished_trial_is_not_trained_again(tmp_path):
+    job = make_job(tmp_path)
+    (tmp_path / "trial").mkdir()
+    (tmp_path / "trial" / "first-segment-done").touch()
+    assert run_segment(job) == 0
+    job.result_path.unlink()
+    assert run_segment(job) == 0  # only the record is rewritten
+    assert json.loads(job.result_path.read_text())["segments"] == 1

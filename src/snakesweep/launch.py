@@ -123,7 +123,12 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
     continued = sum(1 for e in events if e.get("event") == "end" and e.get("outcome") == "continue")
     segment = 1 + sum(1 for e in events if e.get("event") == "start")
     done = finished_end(events, job.budget)
-    if done is not None and _classify(done.get("exit_code"), continued, job)[0] != "continue":
+    # A trial that failed for a real error is run again when asked (its record deleted,
+    # --forcerun): the user may have fixed the cause. Anything else finished is not retrained.
+    if done is not None and _classify(done.get("exit_code"), continued, job)[0] not in (
+        "continue",
+        "failed",
+    ):
         # Finished by an earlier job whose success Snakemake never saw (its controller was
         # killed): rewrite the record from the trial folder; training never runs twice.
         _restore_log(job)
