@@ -24,6 +24,7 @@ from typing import Any
 
 from snakesweep import contract
 from snakesweep.atomic import append_line, write_bytes, write_json
+from snakesweep.jsonl import read_jsonl
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_lock import TrialLock
 
@@ -70,23 +71,11 @@ def command_line(job: TrialJob) -> list[str]:
 
 
 def read_segments(trial_dir: Path) -> list[dict[str, Any]]:
-    path = trial_dir / contract.SEGMENTS_FILE
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill: ignore it
-            continue
-    return events
+    return read_jsonl(trial_dir / contract.SEGMENTS_FILE)
 
 
 def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
-    path = trial_dir / contract.METRICS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(trial_dir / contract.METRICS_FILE)
 
 
 def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snakesweep import __version__, contract
+from snakesweep import __version__
 from snakesweep.atomic import write_json
 from snakesweep.launch import TrialJob, read_metrics, read_segments, run_segment
 from snakesweep.trackers import sync_trackers
@@ -189,9 +189,7 @@ def build_provenance(
     now = time.time() if now is None else now
     summary = summarize_segments(read_segments(job.trial_dir), running=state == "running")
     result = _read_json(job.result_path) if state != "running" else None
-    history = (
-        read_metrics(job.trial_dir) if (job.trial_dir / contract.METRICS_FILE).exists() else []
-    )
+    history = read_metrics(job.trial_dir)
     script = Path(job.script)
     return {
         "format": FORMAT_VERSION,

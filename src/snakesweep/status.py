@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep import contract
+from snakesweep.jsonl import read_jsonl
 from snakesweep.results import best_epoch, is_finite
 
 #: Trial states, in leaderboard order.
@@ -120,23 +121,6 @@ class SweepStatus:
 
 
 # -- reading one trial -------------------------------------------------------------------------
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file; a line cut short or garbled is skipped."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
