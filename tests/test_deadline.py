@@ -7,9 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from snakesweep import deadline as deadline_mod
+from snakesweep import slurm_job
 from snakesweep.contract import ENV_DEADLINE
-from snakesweep.deadline import REFRESH_SECONDS, Deadline, parse_slurm_time, slurm_end_time
+from snakesweep.deadline import REFRESH_SECONDS, Deadline
+from snakesweep.slurm_job import job_end_time, parse_slurm_time, squeue_field
 
 
 def test_parse_slurm_time():
@@ -23,21 +24,35 @@ def test_parse_slurm_time():
 
 
 def test_slurm_end_time_survives_a_failing_squeue():
-    assert slurm_end_time("42", run=lambda job: "2026-11-22T10:00:00") == parse_slurm_time(
+    assert job_end_time("42", query=lambda job, field: "2026-11-22T10:00:00") == parse_slurm_time(
         "2026-11-22T10:00:00"
     )
 
-    def broken(job):
-        raise subprocess.CalledProcessError(1, ["squeue"])
+    def broken(argv, **kwargs):
+        raise subprocess.CalledProcessError(1, argv)
 
-    def missing(job):
+    def missing(argv, **kwargs):
         raise FileNotFoundError("squeue")
 
-    def slow(job):
-        raise subprocess.TimeoutExpired(["squeue"], 20)
+    def slow(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, 20)
 
-    for run in (broken, missing, slow):
-        assert slurm_end_time("42", run=run) is None
+    def refused(argv, **kwargs):
+        return subprocess.CompletedProcess(argv, 1, stdout="", stderr="slurm_load_jobs error")
+
+    for run in (broken, missing, slow, refused):
+        assert squeue_field("42", "%e", run=run) is None
+        query = lambda job, field, run=run: squeue_field(job, field, run)  # noqa: E731
+        assert job_end_time("42", query=query) is None
+
+
+def test_squeue_tells_a_forgotten_job_from_no_answer():
+    def forgotten(argv, **kwargs):
+        return subprocess.CompletedProcess(
+            argv, 1, stdout="", stderr="slurm_load_jobs error: Invalid job id specified"
+        )
+
+    assert squeue_field("42", "%T", run=forgotten) == ""
 
 
 class FakeSlurm:
@@ -132,6 +147,6 @@ def test_real_squeue_command_line(monkeypatch):
         seen["argv"] = argv
         return subprocess.CompletedProcess(argv, 0, stdout="2026-11-22T10:00:00\n", stderr="")
 
-    monkeypatch.setattr(deadline_mod.subprocess, "run", fake_run)
-    assert slurm_end_time("123") == parse_slurm_time("2026-11-22T10:00:00")
+    monkeypatch.setattr(slurm_job.subprocess, "run", fake_run)
+    assert job_end_time("123") == parse_slurm_time("2026-11-22T10:00:00")
     assert seen["argv"] == ["squeue", "--noheader", "--jobs", "123", "--format", "%e"]

@@ -81,7 +81,8 @@ def test_a_lower_rungs_record_describes_that_rung_only(tmp_path):
     assert run_segment(job) == 0
     rows = [{"epoch": 1, "score": 0.5}, {"epoch": 2, "score": 0.9}]
     (tmp_path / "trial" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    from snakesweep.launch import build_record, read_segments
+    from snakesweep.launch import build_record
+    from snakesweep.trial_folder import read_segments
 
     record = build_record(job, "completed", None, read_segments(job.trial_dir))
     assert (record["epochs_done"], record["final"], len(record["history"])) == (1, 0.5, 1)

@@ -18,12 +18,13 @@ from test_workflow import echo_config
 from snakesweep import __version__, provenance, trackers
 from snakesweep.launch import TrialJob, run_segment
 from snakesweep.provenance import (
-    canonical_json,
+    canonical,
     code_version,
     config_sha256,
     run_with_provenance,
     summarize_segments,
 )
+from snakesweep.trial_id import canonical_json
 
 ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -36,12 +37,12 @@ def read_json(path):
 def test_config_hash_is_sha256_of_canonical_json():
     config = {"b": [1, 2.5, "x"], "a": {"z": None, "y": True}}
     text = '{"a":{"y":true,"z":null},"b":[1,2.5,"x"]}'
-    assert canonical_json(config) == text
+    assert canonical_json(canonical(config)) == text
     assert config_sha256(config) == hashlib.sha256(text.encode()).hexdigest()
     # key order does not matter; any value does
     assert config_sha256({"a": {"y": True, "z": None}, "b": [1, 2.5, "x"]}) == config_sha256(config)
     assert config_sha256({**config, "b": [1, 2.5, "y"]}) != config_sha256(config)
-    assert canonical_json({"x": float("inf"), 3: (1,)}) == '{"3":[1],"x":"inf"}'
+    assert canonical_json(canonical({"x": float("inf"), 3: (1,)})) == '{"3":[1],"x":"inf"}'
 
 
 def test_segments_are_paired_and_counted():
@@ -91,7 +92,8 @@ def test_segments_are_paired_and_counted():
     ]
     assert [s["duration_s"] for s in summary["segments"]] == [15.5, None, 1.0, None]
     assert [s["exit_code"] for s in summary["segments"]] == [75, None, 0, None]
-    assert (summary["resumes"], summary["restarts"], summary["promotions"]) == (1, 1, 1)
+    counts = ("resumes", "relaunches", "restarts", "promotions")
+    assert [summary[k] for k in counts] == [1, 1, 2, 1]
     assert summary["n_segments"] == 4
     assert summary["slurm_job_ids"] == ["7", "8", "9"]
     assert summary["hosts"] == ["n1", "n2"]
@@ -215,10 +217,11 @@ def test_resumes_are_counted_across_segments(tmp_path, monkeypatch):
     assert run_with_provenance(job, None) == 0
     prov = read_json(job.trial_dir / "provenance.json")
     assert [s["outcome"] for s in prov["segments"]] == ["continue", "completed"]
+    # A resume is a restart too: an extra segment at the same budget (as in the record).
     assert (prov["n_segments"], prov["resumes"], prov["restarts"], prov["status"]) == (
         2,
         1,
-        0,
+        1,
         "completed",
     )
     assert prov["slurm_job_ids"] == []

@@ -40,8 +40,10 @@ import torch
 
 from snakesweep import contract
 from snakesweep.checkpoint import CORRUPT_SUFFIX, list_checkpoints, load_latest
-from snakesweep.launch import ENV_SEGMENT_SECONDS, TrialJob, read_segments, run_segment
+from snakesweep.contract import ENV_SEGMENT_SECONDS
+from snakesweep.launch import TrialJob, run_segment
 from snakesweep.session import STOP_SIGNALS, TrialSession
+from snakesweep.trial_folder import read_segments
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"

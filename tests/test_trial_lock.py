@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from snakesweep import contract
-from snakesweep.launch import TrialJob, finished_end, read_segments, run_segment
+from snakesweep.launch import TrialJob, run_segment
+from snakesweep.trial_folder import finished_end, read_segments
 from snakesweep.trial_lock import LOCK_FILE, TrialLock, owner_alive, process_start_time
 
 HOST = socket.gethostname()

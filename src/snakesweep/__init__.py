@@ -3,9 +3,21 @@
 What a training script needs is importable from here without reading the
 internals: :class:`~snakesweep.session.TrialSession` (metrics, results,
 checkpoint/resume and deadlines) and the exit codes of the trial contract.
+``TrialSession`` is imported on first use, so that the CLI and the workflow's
+rules do not pay for importing torch.
 """
+
+from typing import Any
 
 from snakesweep.contract import EXIT_CONTINUE, EXIT_PRUNED
 
-__all__ = ["EXIT_CONTINUE", "EXIT_PRUNED", "__version__"]
+__all__ = ["EXIT_CONTINUE", "EXIT_PRUNED", "TrialSession", "__version__"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrialSession":
+        from snakesweep.session import TrialSession
+
+        return TrialSession
+    raise AttributeError(f"module 'snakesweep' has no attribute {name!r}")

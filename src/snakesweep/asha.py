@@ -9,7 +9,6 @@ already passed a rung never decides again.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from snakesweep import contract
 from snakesweep.atomic import write_json
+from snakesweep.jsonl import read_json
 from snakesweep.pruning import asha_decision
 
 
@@ -56,7 +56,7 @@ class AshaRungs:
         folder = self.directory / f"rung-{epoch}"
         own_path = folder / f"{self.trial_id}.json"
         if own_path.exists():
-            previous = _read(own_path)
+            previous = read_json(own_path)
             if previous is not None and "continue" in previous:
                 return bool(previous["continue"])
         score = metrics.get(self.metric)
@@ -66,7 +66,7 @@ class AshaRungs:
         for path in sorted(folder.glob("*.json")):
             if path.name == own_path.name:
                 continue
-            report = _read(path)
+            report = read_json(path)
             if report is not None:
                 peers.append(report.get("score"))
         go_on = asha_decision(score, peers, self.eta, self.mode, self.min_peers)
@@ -75,10 +75,3 @@ class AshaRungs:
             {"trial_id": self.trial_id, "score": score, "peers": len(peers), "continue": go_on},
         )
         return go_on
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -40,10 +40,19 @@ ENV_CHECKPOINT_MAX_OVERHEAD = "SNAKESWEEP_CHECKPOINT_MAX_OVERHEAD"
 ENV_METRIC = "SNAKESWEEP_METRIC"
 ENV_MODE = "SNAKESWEEP_MODE"
 
+#: Local emulation of a job time limit (set by the user or a test, read by the launcher):
+#: each segment gets this many seconds, as if its job had a time limit.
+ENV_SEGMENT_SECONDS = "SNAKESWEEP_SEGMENT_SECONDS"
+
 METRICS_FILE = "metrics.jsonl"
 PARAMS_FILE = "params.json"
 SEGMENTS_FILE = "segments.jsonl"
+PROVENANCE_FILE = "provenance.json"
 CHECKPOINT_DIR = "checkpoints"
+#: The result record of a trial at a budget, in its folder; and its path below the sweep
+#: root (``results/<sweep>``), which the training rule's output spells with wildcards.
+RESULT_FILE = "result-{budget}.json"
+RESULT_PATH = "trials/{trial_id}/" + RESULT_FILE
 
 #: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
 #: the rung budgets (comma-separated epochs), eta and the minimum number of peers.

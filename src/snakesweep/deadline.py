@@ -9,49 +9,14 @@ not make a job forget its deadline.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 
+from snakesweep import slurm_job
 from snakesweep.contract import ENV_DEADLINE
 
 #: How often a SLURM end time is re-read, in seconds.
 REFRESH_SECONDS = 60.0
-
-
-def parse_slurm_time(text: str) -> float | None:
-    """Parse squeue's ``%e`` (``2026-11-22T10:00:00``, local time) to a Unix time.
-
-    Returns ``None`` for values that mean "no end" (``N/A``, ``Unknown``, empty).
-    """
-    text = text.strip()
-    if not text or text in ("N/A", "Unknown", "NONE", "None"):
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
-    except ValueError:
-        return None
-
-
-def slurm_end_time(job_id: str, run: Callable[..., str] | None = None) -> float | None:
-    """End time of SLURM job ``job_id`` as reported by ``squeue``; ``None`` if unknown."""
-    run = run or _run_squeue
-    try:
-        return parse_slurm_time(run(job_id))
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _run_squeue(job_id: str) -> str:
-    out = subprocess.run(
-        ["squeue", "--noheader", "--jobs", job_id, "--format", "%e"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    )
-    return out.stdout.splitlines()[0] if out.stdout.strip() else ""
 
 
 class Deadline:
@@ -68,12 +33,12 @@ class Deadline:
         explicit: float | None = None,
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
-        slurm_query: Callable[[str], float | None] = slurm_end_time,
+        slurm_query: Callable[[str], float | None] = slurm_job.job_end_time,
     ) -> None:
         env = os.environ if env is None else env
         self._clock = clock
         self._query = slurm_query
-        self._job_id = env.get("SLURM_JOB_ID") or None
+        self._job_id = slurm_job.job_id(env)
         self._fixed = explicit
         self._source = "explicit"
         if self._fixed is None and env.get(ENV_DEADLINE):

@@ -1,4 +1,4 @@
-"""Reading the append-only JSON-lines logs of a trial (metrics, segments).
+"""The one reader of snakesweep's JSON files and append-only JSON-lines logs.
 
 They are appended to while other processes read them, and a killed writer can
 leave its last line cut short, so readers skip lines that are not whole objects.
@@ -27,3 +27,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if it is missing, unreadable or not an object.
+
+    Records are written atomically (``snakesweep.atomic``), so a half-written file
+    is not expected; a garbled one is treated as absent rather than crash a reader.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -22,14 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract
+from snakesweep import contract, slurm_job
 from snakesweep.atomic import append_line, write_bytes, write_json
-from snakesweep.jsonl import read_jsonl
 from snakesweep.results import best_epoch, is_finite
+from snakesweep.trial_folder import (
+    finished_end,
+    read_metrics,
+    read_segments,
+    segment_counts,
+    slurm_job_ids,
+    wall_time,
+)
 from snakesweep.trial_lock import TrialLock
 
-#: Local emulation of a job time limit: each segment gets this many seconds.
-ENV_SEGMENT_SECONDS = "SNAKESWEEP_SEGMENT_SECONDS"
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 LOG_TAIL_LINES = 20
 
@@ -70,14 +75,6 @@ def command_line(job: TrialJob) -> list[str]:
     return argv
 
 
-def read_segments(trial_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(trial_dir / contract.SEGMENTS_FILE)
-
-
-def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(trial_dir / contract.METRICS_FILE)
-
-
 def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75).
 
@@ -90,17 +87,6 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
         return _run_segment_locked(job, env)
-
-
-def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[str, Any] | None:
-    """The end event of a segment that finished the trial at ``budget`` (not a continue), if any."""
-    ends = [e for e in events if e.get("event") == "end"]
-    if not ends or ends[-1].get("outcome") in (None, "continue"):
-        return None
-    if not isinstance(ends[-1].get("exit_code"), int):
-        return None
-    budgets = {e.get("segment"): e.get("budget") for e in events if e.get("event") == "start"}
-    return ends[-1] if budgets.get(ends[-1].get("segment")) == budget else None
 
 
 def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
@@ -137,7 +123,7 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
         "time": started,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "slurm_job_id": env.get("SLURM_JOB_ID"),
+        "slurm_job_id": slurm_job.job_id(env),
     }
     append_line(job.trial_dir / contract.SEGMENTS_FILE, json.dumps(start_event))
 
@@ -228,8 +214,8 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
     )
     child.setdefault("OMP_NUM_THREADS", str(job.threads))
     child.setdefault("MKL_NUM_THREADS", str(job.threads))
-    if env.get(ENV_SEGMENT_SECONDS) and not env.get(contract.ENV_DEADLINE):
-        child[contract.ENV_DEADLINE] = str(started + float(env[ENV_SEGMENT_SECONDS]))
+    if env.get(contract.ENV_SEGMENT_SECONDS) and not env.get(contract.ENV_DEADLINE):
+        child[contract.ENV_DEADLINE] = str(started + float(env[contract.ENV_SEGMENT_SECONDS]))
     return child
 
 
@@ -283,9 +269,7 @@ def build_record(
     """The result record of a trial at ``job.budget`` epochs."""
     # A lower rung's record recomputed after the trial trained further describes that rung.
     history = [row for row in read_metrics(job.trial_dir) if row["epoch"] <= job.budget]
-    starts = {e["segment"]: e for e in events if e.get("event") == "start"}
-    ends = {e["segment"]: e for e in events if e.get("event") == "end"}
-    wall = sum(ends[s]["time"] - starts[s]["time"] for s in starts if s in ends)
+    counts = segment_counts(events)
     status = outcome
     final = history[-1].get(job.metric) if history else None
     if status in ("completed", "pruned"):
@@ -321,13 +305,11 @@ def build_record(
         "epochs_done": history[-1]["epoch"] if history else 0,
         "budget": job.budget,
         "params": dict(job.params),
-        "wall_time_s": round(wall, 3),
-        "segments": len(starts),
+        "wall_time_s": round(wall_time(events), 3),
+        "segments": counts.segments,
         # Extra segments at the same budget: time limits, preemption, kills (not rungs).
-        "restarts": max(0, len(starts) - len({e.get("budget") for e in starts.values()})),
-        "slurm_job_ids": sorted(
-            {e["slurm_job_id"] for e in starts.values() if e.get("slurm_job_id")}
-        ),
+        "restarts": counts.restarts,
+        "slurm_job_ids": sorted(slurm_job_ids(events)),
         "error": error,
         "log": str(job.log_path),
         "history": history,

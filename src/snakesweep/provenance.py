@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -25,12 +24,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snakesweep import __version__
+from snakesweep import __version__, slurm_job
 from snakesweep.atomic import write_json
-from snakesweep.launch import TrialJob, read_metrics, read_segments, run_segment
+from snakesweep.jsonl import read_json
+from snakesweep.launch import TrialJob, run_segment
 from snakesweep.trackers import sync_trackers
+from snakesweep.trial_folder import (
+    PROVENANCE_FILE,
+    count_segments,
+    pair_segments,
+    read_metrics,
+    read_segments,
+    slurm_job_ids,
+)
+from snakesweep.trial_id import canonical_json
 
-PROVENANCE_FILE = "provenance.json"
 FORMAT_VERSION = 1
 GIT_TIMEOUT_S = 10
 
@@ -48,16 +56,9 @@ def canonical(value: Any) -> Any:
     return str(value)
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text: the same data always gives the same string."""
-    return json.dumps(
-        canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def config_sha256(config: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of a (validated) sweep config."""
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(canonical(config)).encode("utf-8")).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:
@@ -120,58 +121,18 @@ def runtime_versions() -> dict[str, str | None]:
 def summarize_segments(
     events: Sequence[Mapping[str, Any]], running: bool = False
 ) -> dict[str, Any]:
-    """Job segments from ``segments.jsonl`` events, paired by segment number, and their counts.
-
-    A segment without an end event is ``running`` if it is the last one and
-    ``running`` is true, else ``lost`` (its job died without a word: SIGKILL, node
-    failure). ``resumes`` counts segments that continued a trial after one that
-    saved its state (outcome ``continue``), ``restarts`` those that followed a lost
-    one, ``promotions`` those that took a trial on to a higher budget (pruning rungs).
-    """
-    starts = [e for e in events if e.get("event") == "start"]
-    ends = {e.get("segment"): e for e in events if e.get("event") == "end"}
-    segments = []
-    for index, start in enumerate(starts):
-        end = ends.get(start.get("segment"))
-        last = index == len(starts) - 1
-        outcome = end.get("outcome") if end else ("running" if last and running else "lost")
-        segments.append(
-            {
-                "segment": start.get("segment"),
-                "budget": start.get("budget"),
-                "host": start.get("host"),
-                "pid": start.get("pid"),
-                "slurm_job_id": start.get("slurm_job_id"),
-                "start": start.get("time"),
-                "end": end.get("time") if end else None,
-                "duration_s": (
-                    round(end["time"] - start["time"], 3)
-                    if end and _is_number(end.get("time")) and _is_number(start.get("time"))
-                    else None
-                ),
-                "exit_code": end.get("exit_code") if end else None,
-                "outcome": outcome,
-            }
-        )
-    resumes = restarts = promotions = 0
-    for before, after in zip(segments, segments[1:], strict=False):
-        if before["outcome"] == "continue":
-            resumes += 1
-        elif before["outcome"] == "lost":
-            restarts += 1
-        elif (after["budget"] or 0) > (before["budget"] or 0):
-            promotions += 1
-    job_ids = []
-    for segment in segments:
-        if segment["slurm_job_id"] and segment["slurm_job_id"] not in job_ids:
-            job_ids.append(segment["slurm_job_id"])
+    """The segments part of provenance: paired segments and their counts, as defined by
+    :mod:`snakesweep.trial_folder` (the record and ``status`` use the same definitions)."""
+    segments = pair_segments(events, running=running)
+    counts = count_segments(segments)
     return {
         "segments": segments,
-        "n_segments": len(segments),
-        "resumes": resumes,
-        "restarts": restarts,
-        "promotions": promotions,
-        "slurm_job_ids": job_ids,
+        "n_segments": counts.segments,
+        "resumes": counts.resumes,
+        "relaunches": counts.relaunches,
+        "restarts": counts.restarts,
+        "promotions": counts.promotions,
+        "slurm_job_ids": slurm_job_ids(events),
         "hosts": sorted({s["host"] for s in segments if s["host"]}),
     }
 
@@ -188,7 +149,7 @@ def build_provenance(
     env = os.environ if env is None else env
     now = time.time() if now is None else now
     summary = summarize_segments(read_segments(job.trial_dir), running=state == "running")
-    result = _read_json(job.result_path) if state != "running" else None
+    result = read_json(job.result_path) if state != "running" else None
     history = read_metrics(job.trial_dir)
     script = Path(job.script)
     return {
@@ -219,7 +180,7 @@ def build_provenance(
         "current_job": {
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "slurm_job_id": env.get("SLURM_JOB_ID"),
+            "slurm_job_id": slurm_job.job_id(env),
             "budget": job.budget,
         },
         **summary,
@@ -279,14 +240,3 @@ def _quietly(function: Callable[..., Any], *args: Any) -> None:
             f"snakesweep: could not write provenance: {type(error).__name__}: {error}",
             file=sys.stderr,
         )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

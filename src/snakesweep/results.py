@@ -13,8 +13,9 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+from snakesweep.jsonl import read_json
 
 STATUSES = ("completed", "pruned", "diverged", "failed")
 #: Order of statuses on the leaderboard: finished trials first.
@@ -95,7 +96,14 @@ def latest_per_trial(
 
 
 def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+    """The result records at ``paths``; each must exist and hold a JSON object."""
+    records = []
+    for path in paths:
+        record = read_json(path)
+        if record is None:
+            raise ValueError(f"{path}: not a readable result record (JSON object)")
+        records.append(record)
+    return records
 
 
 def leaderboard_rows(records: Iterable[Mapping[str, Any]], mode: str) -> list[dict[str, Any]]:
@@ -162,13 +170,13 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str, top: int = 10) 
                 str(row["rank"]),
                 row["trial_id"],
                 row["status"],
-                _fmt(row["final"]),
-                _fmt(row["best"]),
+                format_number(row["final"]),
+                format_number(row["best"]),
                 f"{row['epochs_done']}/{row['budget']}",
-                _fmt(row.get("rung")),
+                format_number(row.get("rung")),
                 str(row["restarts"]),
             ]
-            + [_fmt(row.get(p)) for p in params]
+            + [format_number(row.get(p)) for p in params]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = "\n".join(
@@ -180,7 +188,11 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str, top: int = 10) 
     return text
 
 
-def _fmt(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """A value as tables and progress lines show it: 4 significant digits, "-" for none.
+
+    The one number format of the leaderboard, ``status`` and the session's epoch lines.
+    """
     if value is None or value == "":
         return "-"
     if isinstance(value, float):

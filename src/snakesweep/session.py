@@ -40,6 +40,7 @@ from snakesweep.asha import AshaRungs
 from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
+from snakesweep.results import format_number
 
 #: Signals that ask the trial to save at the next step boundary and continue later.
 #: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
@@ -257,7 +258,7 @@ class TrialSession:
             append_line(self.trial_dir / contract.METRICS_FILE, json.dumps(record))
         self._say(
             f"epoch {self.epoch}: "
-            + " ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k != "epoch")
+            + " ".join(f"{k}={format_number(v)}" for k, v in record.items() if k != "epoch")
         )
         self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
         if saved and self.checkpoint_dir is not None:
@@ -481,10 +482,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     return value
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:

@@ -21,10 +21,8 @@ are (a line cut short is skipped), so the answer is at worst one epoch old.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,14 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep import contract
-from snakesweep.jsonl import read_jsonl
-from snakesweep.results import best_epoch, is_finite
+from snakesweep.jsonl import read_json
+from snakesweep.results import best_epoch, format_number, is_finite
+from snakesweep.trial_folder import (
+    read_metrics,
+    read_params,
+    read_provenance,
+    read_segments,
+    result_records,
+    segment_counts,
+)
+from snakesweep.trial_lock import pid_alive
 
 #: Trial states, in leaderboard order.
 STATES = ("completed", "running", "waiting", "pruned", "diverged", "failed", "pending")
 FINISHED = ("completed", "pruned", "diverged", "failed")
-RESULT_PATTERN = re.compile(r"^result-(\d+)\.json$")
-PROVENANCE_FILE = "provenance.json"
 
 
 class StatusError(ValueError):
@@ -123,30 +128,6 @@ class SweepStatus:
 # -- reading one trial -------------------------------------------------------------------------
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def result_records(trial_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
-    """The trial's result records by budget."""
-    records = {}
-    try:
-        names = os.listdir(trial_dir)
-    except OSError:
-        return {}
-    for name in names:
-        match = RESULT_PATTERN.match(name)
-        if match:
-            record = read_json(Path(trial_dir) / name)
-            if record is not None:
-                records[int(match.group(1))] = record
-    return records
-
-
 @dataclass
 class TrialFiles:
     """What a trial folder holds, read once."""
@@ -162,7 +143,6 @@ class TrialFiles:
 
 def read_trial_files(trial_dir: str | os.PathLike) -> TrialFiles:
     trial_dir = Path(trial_dir)
-    params_file = read_json(trial_dir / contract.PARAMS_FILE) or {}
     metrics_path = trial_dir / contract.METRICS_FILE
     try:
         mtime = metrics_path.stat().st_mtime
@@ -170,12 +150,12 @@ def read_trial_files(trial_dir: str | os.PathLike) -> TrialFiles:
         mtime = None
     return TrialFiles(
         trial_id=trial_dir.name,
-        params=dict(params_file.get("params") or {}),
+        params=read_params(trial_dir),
         records=result_records(trial_dir),
-        events=read_jsonl(trial_dir / contract.SEGMENTS_FILE),
-        metrics=read_jsonl(metrics_path),
+        events=read_segments(trial_dir),
+        metrics=read_metrics(trial_dir),
         metrics_mtime=mtime,
-        provenance=read_json(trial_dir / PROVENANCE_FILE),
+        provenance=read_provenance(trial_dir),
     )
 
 
@@ -183,13 +163,7 @@ def process_alive(host: str | None, pid: Any) -> bool | None:
     """Whether process ``pid`` exists, if it ran on this host; None when that cannot be told."""
     if host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def rung_decisions(root: str | os.PathLike) -> set[str]:
@@ -213,6 +187,7 @@ def trial_status(
     ``not_promoted``, else ``waiting`` (for the rung's decision or its next job).
     """
     starts = [e for e in files.events if e.get("event") == "start"]
+    counts = segment_counts(files.events)
     ended = {e.get("segment"): e for e in files.events if e.get("event") == "end"}
     last_start = starts[-1] if starts else None
     last_end = ended.get(last_start.get("segment")) if last_start else None
@@ -269,8 +244,8 @@ def trial_status(
         value=value,
         best=best,
         best_epoch=best_epoch,
-        segments=len(starts),
-        restarts=max(0, len(starts) - 1),
+        segments=counts.segments,
+        restarts=counts.restarts,
         host=last_start.get("host") if last_start else None,
         slurm_job_id=last_start.get("slurm_job_id") if last_start else None,
         started=last_start.get("time") if last_start else None,
@@ -416,8 +391,8 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
         lines.append("best so far: -")
     else:
         lines.append(
-            f"best so far: {best.trial_id}  {metric}={_fmt(best.value)}  "
-            f"({best.state}, {best.epochs_done}/{_fmt(best.budget)} epochs"
+            f"best so far: {best.trial_id}  {metric}={format_number(best.value)}  "
+            f"({best.state}, {best.epochs_done}/{format_number(best.budget)} epochs"
             + (", not finished: no trial has completed yet" if source == "running" else "")
             + ")"
         )
@@ -432,8 +407,8 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
                 [
                     t.trial_id,
                     t.state + (" (no process)" if t.alive is False else ""),
-                    f"{t.epochs_done}/{_fmt(t.budget)}",
-                    _fmt(t.value),
+                    f"{t.epochs_done}/{format_number(t.budget)}",
+                    format_number(t.value),
                     t.host or "-",
                     t.slurm_job_id or "-",
                     _ago(now, t.started) if t.state == "running" else "-",
@@ -451,11 +426,11 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
                     str(position),
                     t.trial_id,
                     t.state,
-                    _fmt(t.value),
-                    _fmt(t.best),
-                    f"{t.epochs_done}/{_fmt(t.budget)}",
+                    format_number(t.value),
+                    format_number(t.best),
+                    f"{t.epochs_done}/{format_number(t.budget)}",
                     str(t.segments),
-                    *(_fmt(t.params.get(p)) for p in varying),
+                    *(format_number(t.params.get(p)) for p in varying),
                 ]
             )
         lines += ["", "leaderboard:"] + ["  " + line for line in _table(rows)]
@@ -488,14 +463,6 @@ def _ago(now: float, then: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _finite(value: Any) -> float | None:

@@ -14,7 +14,8 @@ ID_LENGTH = 12
 
 
 def canonical_json(params: Mapping[str, Any]) -> str:
-    """Sorted keys, no whitespace, floats in shortest round-trip form.
+    """Sorted keys, no whitespace, floats in shortest round-trip form: the one canonical JSON
+    (trial ids hash it; provenance hashes the config with it after ``provenance.canonical``).
 
     ``1`` and ``1.0`` stay distinct (the training script receives different
     text), and NaN/inf are refused because they have no JSON form.

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +39,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from snakesweep import slurm_job
 
 LOCK_FILE = "lock"
 #: Seconds between two looks at a lock held by a live owner (env: SNAKESWEEP_LOCK_POLL_SECONDS).
@@ -51,19 +52,6 @@ HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 #: How often a waiting launcher repeats that it is still waiting.
 REPORT_EVERY_SECONDS = 60.0
-#: SLURM job states in which the job's processes may still run.
-SLURM_ALIVE_STATES = frozenset(
-    {
-        "RUNNING",
-        "COMPLETING",
-        "CONFIGURING",
-        "SUSPENDED",
-        "STOPPED",
-        "SIGNALING",
-        "RESIZING",
-        "STAGE_OUT",
-    }
-)
 
 
 def process_start_time(pid: int) -> str | None:
@@ -95,32 +83,13 @@ def pid_alive(pid: int, start_time: str | None = None) -> bool:
     return True
 
 
-def slurm_job_state(job_id: str) -> str | None:
-    """State of a SLURM job per ``squeue`` (``""``: not listed); ``None`` if squeue failed."""
-    try:
-        out = subprocess.run(
-            ["squeue", "--noheader", "--jobs", str(job_id), "--format", "%T"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        # squeue exits 1 with "Invalid job id specified" for a job it has forgotten.
-        return "" if "invalid job id" in out.stderr.lower() else None
-    lines = out.stdout.split()
-    return lines[0].strip().upper() if lines else ""
-
-
 def owner_alive(
     owner: Mapping[str, Any],
     me: Mapping[str, Any],
     *,
     mtime: float | None,
     now: float,
-    slurm_state: Callable[[str], str | None] = slurm_job_state,
+    slurm_state: Callable[[str], str | None] = slurm_job.job_state,
     is_alive: Callable[[int, str | None], bool] = pid_alive,
     stale_after_s: float = STALE_AFTER_SECONDS,
 ) -> tuple[bool, str]:
@@ -137,7 +106,7 @@ def owner_alive(
     if job:
         state = slurm_state(str(job))
         if state is not None:
-            if state in SLURM_ALIVE_STATES:
+            if state in slurm_job.ALIVE_STATES:
                 return True, f"SLURM job {job} is {state}"
             return False, f"SLURM job {job} is {state or 'no longer known to squeue'}"
     if mtime is not None and now - mtime < stale_after_s:
@@ -167,7 +136,7 @@ class TrialLock:
         env: Mapping[str, str] | None = None,
         poll_s: float | None = None,
         say: Callable[[str], None] | None = None,
-        slurm_state: Callable[[str], str | None] = slurm_job_state,
+        slurm_state: Callable[[str], str | None] = slurm_job.job_state,
         is_alive: Callable[[int, str | None], bool] = pid_alive,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -196,7 +165,7 @@ class TrialLock:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "pid_start": process_start_time(os.getpid()),
-            "slurm_job_id": env.get("SLURM_JOB_ID") or None,
+            "slurm_job_id": slurm_job.job_id(env),
             "token": uuid.uuid4().hex,
         }
         self.held = False

@@ -5,6 +5,7 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
+from snakesweep import contract
 from snakesweep.space import ConfigError
 from snakesweep.sweep import build_sweep
 
@@ -33,7 +34,7 @@ def trial_dir(wildcards):
 
 
 def record_path(trial_id, budget):
-    return f"{ROOT}/trials/{trial_id}/result-{budget}.json"
+    return f"{ROOT}/{contract.RESULT_PATH.format(trial_id=trial_id, budget=budget)}"
 
 
 def alive_trials(bracket, rung):
@@ -81,10 +82,10 @@ def asha_settings():
     if SWEEP.pruning != "asha":
         return {}
     return {
-        "SNAKESWEEP_ASHA_DIR": f"{ROOT}/rungs/asha",
-        "SNAKESWEEP_ASHA_RUNGS": ",".join(str(b) for b in SWEEP.rung_budgets),
-        "SNAKESWEEP_ASHA_ETA": str(SWEEP.eta),
-        "SNAKESWEEP_ASHA_MIN_PEERS": str(config["pruning"]["min_peers"]),
+        contract.ENV_ASHA_DIR: f"{ROOT}/rungs/asha",
+        contract.ENV_ASHA_RUNGS: ",".join(str(b) for b in SWEEP.rung_budgets),
+        contract.ENV_ASHA_ETA: str(SWEEP.eta),
+        contract.ENV_ASHA_MIN_PEERS: str(config["pruning"]["min_peers"]),
     }
 
 

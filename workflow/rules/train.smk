@@ -3,7 +3,7 @@
 
 rule train_trial:
     output:
-        result=f"{ROOT}/trials/{{trial_id}}/result-{{budget}}.json",
+        result=f"{ROOT}/{contract.RESULT_PATH}",
     log:
         f"{ROOT}/logs/train/{{trial_id}}-{{budget}}ep.log",
     conda:

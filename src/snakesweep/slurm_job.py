@@ -1,0 +1,86 @@
+"""The SLURM job environment: the one reader of ``SLURM_*`` variables and caller of ``squeue``.
+
+Like submitit's ``JobEnvironment``: code that needs to know whether it runs in a
+SLURM job, which one, or what SLURM says about a job (state, end time) asks
+here, so that the variable names, the ``squeue`` command line, its timeout and
+what a failure means are decided once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+#: The id of the job this process runs in (unset outside SLURM).
+ENV_JOB_ID = "SLURM_JOB_ID"
+#: How long one ``squeue`` call may take before it counts as "SLURM did not answer".
+SQUEUE_TIMEOUT_S = 20.0
+#: SLURM job states in which the job's processes may still run.
+ALIVE_STATES = frozenset(
+    {
+        "RUNNING",
+        "COMPLETING",
+        "CONFIGURING",
+        "SUSPENDED",
+        "STOPPED",
+        "SIGNALING",
+        "RESIZING",
+        "STAGE_OUT",
+    }
+)
+
+
+def job_id(env: Mapping[str, str] | None = None) -> str | None:
+    """The SLURM job id of this process (``None`` outside a SLURM job)."""
+    env = os.environ if env is None else env
+    return env.get(ENV_JOB_ID) or None
+
+
+def squeue_field(job: str, field: str, run: Callable[..., Any] | None = None) -> str | None:
+    """One ``squeue --format`` field of ``job``: its text, ``""`` when squeue does not
+    list the job (ended and forgotten), ``None`` when squeue could not answer."""
+    run = run or subprocess.run
+    try:
+        out = run(
+            ["squeue", "--noheader", "--jobs", str(job), "--format", field],
+            capture_output=True,
+            text=True,
+            timeout=SQUEUE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        # squeue exits 1 with "Invalid job id specified" for a job it has forgotten.
+        return "" if "invalid job id" in (out.stderr or "").lower() else None
+    lines = out.stdout.splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def job_state(job: str) -> str | None:
+    """State of a SLURM job (``RUNNING``...; ``""``: not listed); ``None`` if squeue failed."""
+    text = squeue_field(job, "%T")
+    return text.upper() if text is not None else None
+
+
+def parse_slurm_time(text: str) -> float | None:
+    """Parse squeue's ``%e`` (``2026-11-22T10:00:00``, local time) to a Unix time.
+
+    Returns ``None`` for values that mean "no end" (``N/A``, ``Unknown``, empty).
+    """
+    text = text.strip()
+    if not text or text in ("N/A", "Unknown", "NONE", "None"):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
+    except ValueError:
+        return None
+
+
+def job_end_time(job: str, query: Callable[[str, str], str | None] = squeue_field) -> float | None:
+    """End time of SLURM job ``job`` as squeue reports it; ``None`` if unknown or no answer."""
+    text = query(job, "%e")
+    return parse_slurm_time(text) if text else None

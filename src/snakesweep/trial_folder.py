@@ -1,0 +1,178 @@
+"""The trial folder's format, read and interpreted in one place.
+
+A trial folder (``<root>/trials/<trial_id>/``) holds ``params.json``,
+``metrics.jsonl`` (one object per epoch, appended by the training script),
+``segments.jsonl`` (a ``start`` and an ``end`` event per job segment, appended
+by the launcher), one result record per finished budget
+(``result-<budget>.json``) and ``provenance.json``. Every module that needs to
+know what these files say (the launcher, ``status``, provenance, ASHA, the
+results layer) asks this one, so that "restarts" or "finished at this budget"
+mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from snakesweep import contract
+from snakesweep.jsonl import read_json, read_jsonl
+
+PROVENANCE_FILE = contract.PROVENANCE_FILE
+RESULT_PATTERN = re.compile(
+    "^" + re.escape(contract.RESULT_FILE).replace(r"\{budget\}", r"(\d+)") + "$"
+)
+
+
+def result_path(trial_dir: str | os.PathLike, budget: int | str) -> Path:
+    """Where the record of a trial at ``budget`` epochs lives."""
+    return Path(trial_dir) / contract.RESULT_FILE.format(budget=budget)
+
+
+def read_segments(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    return read_jsonl(Path(trial_dir) / contract.SEGMENTS_FILE)
+
+
+def read_metrics(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    return read_jsonl(Path(trial_dir) / contract.METRICS_FILE)
+
+
+def read_params(trial_dir: str | os.PathLike) -> dict[str, Any]:
+    """The trial's parameters from ``params.json`` (empty if it is not written yet)."""
+    data = read_json(Path(trial_dir) / contract.PARAMS_FILE) or {}
+    params = data.get("params")
+    return dict(params) if isinstance(params, Mapping) else {}
+
+
+def read_provenance(trial_dir: str | os.PathLike) -> dict[str, Any] | None:
+    return read_json(Path(trial_dir) / PROVENANCE_FILE)
+
+
+def result_records(trial_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """The trial's result records by budget (unreadable ones left out)."""
+    try:
+        names = os.listdir(trial_dir)
+    except OSError:
+        return {}
+    records = {}
+    for name in names:
+        match = RESULT_PATTERN.match(name)
+        if match:
+            record = read_json(Path(trial_dir) / name)
+            if record is not None:
+                records[int(match.group(1))] = record
+    return records
+
+
+def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[str, Any] | None:
+    """The end event of a segment that finished the trial at ``budget`` (not a continue), if any."""
+    ends = [e for e in events if e.get("event") == "end"]
+    if not ends or ends[-1].get("outcome") in (None, "continue"):
+        return None
+    if not isinstance(ends[-1].get("exit_code"), int):
+        return None
+    budgets = {e.get("segment"): e.get("budget") for e in events if e.get("event") == "start"}
+    return ends[-1] if budgets.get(ends[-1].get("segment")) == budget else None
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    """How a trial's segments follow each other; each later segment is exactly one of
+    a resume, a relaunch or a promotion.
+
+    * ``resumes``: segments after one that saved its state and asked to go on
+      (outcome ``continue``: time limit, preemption, SIGTERM);
+    * ``relaunches``: segments at the same budget after one that ended without
+      finishing it otherwise (lost to SIGKILL or a node failure, failed and run again);
+    * ``promotions``: segments that took the trial on to a higher budget (rungs);
+    * ``restarts`` = resumes + relaunches: extra segments at the same budget, the
+      figure in result records, the leaderboard, ``status`` and provenance.
+    """
+
+    segments: int
+    resumes: int
+    relaunches: int
+    promotions: int
+
+    @property
+    def restarts(self) -> int:
+        return self.resumes + self.relaunches
+
+
+def pair_segments(
+    events: Sequence[Mapping[str, Any]], running: bool = False
+) -> list[dict[str, Any]]:
+    """Job segments from ``segments.jsonl`` events, paired by segment number.
+
+    A segment without an end event is ``running`` if it is the last one and
+    ``running`` is true, else ``lost`` (its job died without a word).
+    """
+    starts = [e for e in events if e.get("event") == "start"]
+    ends = {e.get("segment"): e for e in events if e.get("event") == "end"}
+    segments = []
+    for index, start in enumerate(starts):
+        end = ends.get(start.get("segment"))
+        last = index == len(starts) - 1
+        outcome = end.get("outcome") if end else ("running" if last and running else "lost")
+        segments.append(
+            {
+                "segment": start.get("segment"),
+                "budget": start.get("budget"),
+                "host": start.get("host"),
+                "pid": start.get("pid"),
+                "slurm_job_id": start.get("slurm_job_id"),
+                "start": start.get("time"),
+                "end": end.get("time") if end else None,
+                "duration_s": (
+                    round(end["time"] - start["time"], 3)
+                    if end and _is_number(end.get("time")) and _is_number(start.get("time"))
+                    else None
+                ),
+                "exit_code": end.get("exit_code") if end else None,
+                "outcome": outcome,
+            }
+        )
+    return segments
+
+
+def count_segments(segments: Sequence[Mapping[str, Any]]) -> SegmentCounts:
+    """The one definition of resumes, relaunches, restarts and promotions (see SegmentCounts)."""
+    resumes = relaunches = promotions = 0
+    for before, after in zip(segments, segments[1:], strict=False):
+        if before.get("outcome") == "continue":
+            resumes += 1
+        elif (_number(after.get("budget"))) > (_number(before.get("budget"))):
+            promotions += 1
+        else:
+            relaunches += 1
+    return SegmentCounts(len(segments), resumes, relaunches, promotions)
+
+
+def segment_counts(events: Sequence[Mapping[str, Any]]) -> SegmentCounts:
+    return count_segments(pair_segments(events))
+
+
+def wall_time(events: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds spent in segments that ended (running and lost ones have no end time)."""
+    return sum(s["duration_s"] or 0.0 for s in pair_segments(events))
+
+
+def slurm_job_ids(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The SLURM job ids the trial ran in, in order of first use."""
+    ids: list[str] = []
+    for segment in pair_segments(events):
+        if segment["slurm_job_id"] and segment["slurm_job_id"] not in ids:
+            ids.append(segment["slurm_job_id"])
+    return ids
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float:
+    return float(value) if _is_number(value) else 0.0
