@@ -4,7 +4,7 @@
 
 from snakemake.utils import min_version, validate
 
-from snakesweep.snakemake_glue import check_sweep_config
+from snakesweep.snakemake_glue import check_continuation_retries, check_sweep_config
 
 min_version("9.0")
 
@@ -34,6 +34,11 @@ rule all:
     input:
         rules.leaderboard.output,
         rules.plots.output,
+
+
+onstart:
+    # Snakemake knows `retries` only now, before the first job (not in a dry run).
+    check_continuation_retries(workflow, config)
 
 
 onsuccess:

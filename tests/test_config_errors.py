@@ -1,11 +1,12 @@
 """Every kind of bad sweep config fails at ``snakemake -n`` naming the key; nothing is created."""
 
 import copy
+import subprocess
 
 import pytest
-from conftest import REPO, demo_config, run_workflow
+from conftest import REPO, demo_config, run_workflow, workflow_command
 
-from snakesweep.config_check import check_config
+from snakesweep.config_check import check_config, continuation_retries_problem
 from snakesweep.space import ConfigError
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -139,3 +140,23 @@ def test_dry_run_fails_before_anything_runs(tmp_path, config, fragments):
 
 def test_the_demo_config_is_valid():
     check_config(demo_config(), SCHEMA)
+
+
+def test_retries_below_max_continuations_names_both_and_the_fix():
+    assert continuation_retries_problem(20, 20) is None
+    assert continuation_retries_problem(50, 20) is None
+    problem = continuation_retries_problem(3, 20)
+    for fragment in ("retries is 3", "checkpoint.max_continuations is 20", "--retries 20"):
+        assert fragment in problem
+
+
+@pytest.mark.e2e
+def test_a_run_with_too_few_retries_stops_before_any_job(tmp_path):
+    config = demo_config(results_dir=str(tmp_path / "results"))
+    cmd = workflow_command(tmp_path, config, "--retries", "3", "--cores", "1")
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "retries is 3 but checkpoint.max_continuations is 20" in output
+    assert "Set `retries: 20`" in output
+    assert not list((tmp_path / "results").glob("*/trials/*/segments.jsonl"))

@@ -21,9 +21,9 @@ from snakesweep.provenance import (
     canonical,
     code_version,
     config_sha256,
-    run_with_provenance,
     summarize_segments,
 )
+from snakesweep.training_job import run_training_job
 from snakesweep.trial_id import canonical_json
 
 ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
@@ -155,9 +155,7 @@ def test_provenance_is_written_at_start_and_refreshed_at_the_end(tmp_path, monke
         return run_segment(job)
 
     heads = {git_head()}
-    assert (
-        run_with_provenance(job, config, workflow_dir=REPO / "workflow" / "scripts", run=run) == 0
-    )
+    assert run_training_job(job, config, workflow_dir=REPO / "workflow" / "scripts", run=run) == 0
     heads.add(git_head())  # others may commit meanwhile
     assert seen_at_start["state"] == "running" and seen_at_start["status"] is None
     assert seen_at_start["segments"] == [] and seen_at_start["n_segments"] == 0
@@ -209,12 +207,12 @@ def test_resumes_are_counted_across_segments(tmp_path, monkeypatch):
     script = tmp_path / "continuing.py"
     script.write_text(CONTINUING_SCRIPT)
     job = echo_job(tmp_path, script=script)
-    assert run_with_provenance(job, None) == 75
+    assert run_training_job(job, None) == 75
     first = read_json(job.trial_dir / "provenance.json")
     assert (first["state"], first["status"], first["n_segments"]) == ("ended", None, 1)
     assert first["segments"][0]["outcome"] == "continue"
     assert first["code"] is None and first["sweep"] == {"name": None, "config_sha256": None}
-    assert run_with_provenance(job, None) == 0
+    assert run_training_job(job, None) == 0
     prov = read_json(job.trial_dir / "provenance.json")
     assert [s["outcome"] for s in prov["segments"]] == ["continue", "completed"]
     # A resume is a restart too: an extra segment at the same budget (as in the record).
@@ -233,7 +231,7 @@ def test_a_provenance_error_never_stops_training(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(provenance, "build_provenance", broken)
     job = echo_job(tmp_path)
-    assert run_with_provenance(job, {"sweep": "p"}) == 0
+    assert run_training_job(job, {"sweep": "p"}) == 0
     assert read_json(job.result_path)["status"] == "completed"
     assert capsys.readouterr().err.count("could not write provenance: OSError: disk full") == 2
 
@@ -280,7 +278,8 @@ def test_dry_run_fails_when_a_tracker_is_missing(tmp_path, name):
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(HIDE_MODULES.format(modules=[name]))
     config = echo_config(tmp_path, ["good"], tracking={name: True})
-    proc = run_workflow(tmp_path, config, "-n", check=False, env={"PYTHONPATH": str(hide)})
+    path = os.pathsep.join(p for p in (str(hide), os.environ.get("PYTHONPATH")) if p)
+    proc = run_workflow(tmp_path, config, "-n", check=False, env={"PYTHONPATH": path})
     assert proc.returncode != 0
     assert (
         f"tracking.{name}: true needs the Python package(s) ['{name}']" in proc.stdout + proc.stderr
@@ -288,7 +287,7 @@ def test_dry_run_fails_when_a_tracker_is_missing(tmp_path, name):
     assert not (tmp_path / "results").exists()
     # switched off, the same sweep plans fine
     ok = run_workflow(
-        tmp_path, {**config, "tracking": {name: False}}, "-n", env={"PYTHONPATH": str(hide)}
+        tmp_path, {**config, "tracking": {name: False}}, "-n", env={"PYTHONPATH": path}
     )
     assert ok.returncode == 0
 

@@ -427,3 +427,21 @@ def test_asha_decision_rejects_bad_arguments(
     for own in (1.0, None):
         with pytest.raises(error, match=match):
             asha_decision(own, [2.0, 3.0], eta, mode, min_peers)
+
+
+def test_rung_decision_scores_only_completed_trials_and_splits_the_cohort():
+    from snakesweep.pruning import rung_decision
+
+    records = [
+        {"trial_id": "a", "status": "completed", "final": 0.9},
+        {"trial_id": "b", "status": "completed", "final": 0.5},
+        {"trial_id": "c", "status": "diverged", "final": None},
+        {"trial_id": "d", "status": "failed", "final": 0.99},
+        {"trial_id": "e", "status": "completed", "final": 0.7},
+        {"trial_id": "f", "status": "completed", "final": 0.1},
+    ]
+    decision = rung_decision(records, bracket=0, rung=1, budget=3, metric="acc", mode="max", eta=3)
+    assert decision["scores"] == {"a": 0.9, "b": 0.5, "c": None, "d": None, "e": 0.7, "f": 0.1}
+    assert decision["promoted"] == ["a", "e"]
+    assert decision["pruned"] == ["b", "c", "d", "f"]
+    assert (decision["bracket"], decision["rung"], decision["budget"]) == (0, 1, 3)

@@ -8,7 +8,7 @@ from conftest import REPO
 from snakesweep import cli
 from snakesweep.jsonl import read_json, read_jsonl
 from snakesweep.launch import TrialJob
-from snakesweep.provenance import run_with_provenance
+from snakesweep.training_job import run_training_job
 from snakesweep.trial_folder import (
     count_segments,
     finished_end,
@@ -110,7 +110,7 @@ def test_record_status_and_provenance_agree_on_restarts_over_three_rungs(tmp_pat
             result_path=result_path(trial_dir, budget),
             log_path=root / "logs" / f"{TRIAL}-{budget}ep.log",
         )
-        assert run_with_provenance(job, None) == 0
+        assert run_training_job(job, None) == 0
     record = read_json(result_path(trial_dir, 3))
     provenance = read_json(trial_dir / "provenance.json")
     out = io.StringIO()

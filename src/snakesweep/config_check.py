@@ -90,3 +90,20 @@ def describe(error: jsonschema.ValidationError) -> str:
             else f"{where} does not match {error.validator_value}"
         )
     return f"{key}: {error.message}"
+
+
+def continuation_retries_problem(retries: int, max_continuations: int) -> str | None:
+    """What to change when Snakemake's ``retries`` is below ``checkpoint.max_continuations``.
+
+    A trial continues after a time limit or preemption by exiting 75, which
+    Snakemake sees as a failure and retries: with fewer retries than continuations a
+    long trial is given up by Snakemake (its state saved) before snakesweep's own cap.
+    """
+    if retries >= max_continuations:
+        return None
+    return (
+        f"retries is {retries} but checkpoint.max_continuations is {max_continuations}: "
+        f"Snakemake would give up on a trial after {retries} continuation(s). Set "
+        f"`retries: {max_continuations}` (or more) in your profile or pass "
+        f"--retries {max_continuations}, or lower checkpoint.max_continuations to {retries}"
+    )

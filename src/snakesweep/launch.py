@@ -41,7 +41,12 @@ LOG_TAIL_LINES = 20
 
 @dataclass
 class TrialJob:
-    """What one training job needs to know; built by the workflow's training rule."""
+    """What one training job needs to know; built by the workflow's training rule.
+
+    The rule passes every checkpoint setting from the validated config; the field
+    defaults are the schema's (``workflow/schemas/config.schema.yaml``, the one
+    source), pinned by ``tests/test_defaults.py``, for callers outside the rule.
+    """
 
     trial_id: str
     trial_dir: Path

@@ -1,8 +1,8 @@
 """Provenance of a trial: what ran, with which code and config, where, and in how many jobs.
 
 ``provenance.json`` in the trial folder is written when a segment starts and
-refreshed when it ends (:func:`run_with_provenance`, called by the training
-rule). It holds the resolved parameters, the sha256 of the sweep's validated
+refreshed when it ends (by :func:`snakesweep.training_job.run_training_job`, the
+training rule's job). It holds the resolved parameters, the sha256 of the sweep's validated
 config, the git commit of the workflow (and whether the work tree had
 uncommitted changes), the training script's sha256, the versions of Python,
 snakesweep, torch and Snakemake, the host, and every job segment from
@@ -20,15 +20,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from snakesweep import __version__, slurm_job
 from snakesweep.atomic import write_json
 from snakesweep.jsonl import read_json
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.trackers import sync_trackers
+from snakesweep.launch import TrialJob
 from snakesweep.trial_folder import (
     PROVENANCE_FILE,
     count_segments,
@@ -197,46 +196,3 @@ def write_provenance(
     path = job.trial_dir / PROVENANCE_FILE
     write_json(path, build_provenance(job, config, state, workflow_dir=workflow_dir, env=env))
     return path
-
-
-def run_with_provenance(
-    job: TrialJob,
-    config: Mapping[str, Any] | None,
-    workflow_dir: str | os.PathLike | None = None,
-    run: Callable[[TrialJob], int] = run_segment,
-) -> int:
-    """Run one segment between two provenance writes, then feed the enabled trackers.
-
-    Provenance and tracking are a record, never a reason to lose training: an
-    error in either is reported on stderr (or in the trial's log) and the
-    segment's exit code is returned all the same.
-    """
-    _quietly(write_provenance, job, config, "running", workflow_dir)
-    try:
-        code = run(job)
-    finally:
-        _quietly(write_provenance, job, config, "ended", workflow_dir)
-    tracking = (config or {}).get("tracking")
-    if tracking and any(tracking.values()):
-        report = sync_trackers(
-            tracking,
-            job.trial_dir,
-            job.trial_id,
-            job.params,
-            str((config or {}).get("sweep", "snakesweep")),
-            read_metrics(job.trial_dir),
-        )
-        with open(job.log_path, "a", encoding="utf-8") as log:
-            for name, what in report.items():
-                log.write(f"=== tracking {name}: {what}\n")
-    return code
-
-
-def _quietly(function: Callable[..., Any], *args: Any) -> None:
-    try:
-        function(*args)
-    except Exception as error:  # noqa: BLE001 (a record must not stop training)
-        print(
-            f"snakesweep: could not write provenance: {type(error).__name__}: {error}",
-            file=sys.stderr,
-        )

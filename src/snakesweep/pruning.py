@@ -19,6 +19,7 @@ import numbers
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 MODES = ("min", "max")
 
@@ -119,6 +120,40 @@ def promote(scores: Mapping[str, float | None], eta: int, mode: str) -> list[str
     """
     quota = n_promoted(len(scores), eta)
     return rank_trials(scores, mode)[:quota]
+
+
+def rung_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Each trial's score at a rung from its result record: only a trial that completed
+    the rung's budget can go on (a pruned, diverged or failed one scores None)."""
+    return {
+        r["trial_id"]: r.get("final") if r.get("status") == "completed" else None for r in records
+    }
+
+
+def rung_decision(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    bracket: int,
+    rung: int,
+    budget: int,
+    metric: str,
+    mode: str,
+    eta: int,
+) -> dict[str, Any]:
+    """The decision file of a synchronous rung (``rungs/*.json``): scores, promoted, pruned."""
+    scores = rung_scores(records)
+    promoted = promote(scores, eta=eta, mode=mode)
+    return {
+        "bracket": bracket,
+        "rung": rung,
+        "budget": budget,
+        "metric": metric,
+        "mode": mode,
+        "eta": eta,
+        "scores": scores,
+        "promoted": promoted,
+        "pruned": sorted(set(scores) - set(promoted)),
+    }
 
 
 @dataclass(frozen=True)

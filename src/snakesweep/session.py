@@ -58,7 +58,14 @@ class Stateful(Protocol):
 
 
 class TrialSession:
-    """One segment of one trial: counts steps and epochs, saves, resumes and stops in time."""
+    """One segment of one trial: counts steps and epochs, saves, resumes and stops in time.
+
+    Defaults: in the workflow every checkpoint setting comes from the config (the
+    schema's defaults, through the launcher's environment). The constructor's own
+    defaults serve a script run by hand and differ from the schema on purpose in one
+    place: ``every_seconds`` is 0 (no timed saves; epoch ends and deadlines still
+    save) where the schema says 60, because a hand-run script has no job to lose.
+    """
 
     def __init__(
         self,

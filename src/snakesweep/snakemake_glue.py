@@ -1,4 +1,9 @@
-"""The few calls the Snakefile makes into snakesweep, with errors in Snakemake's terms."""
+"""The few calls the Snakefile makes into snakesweep, with errors in Snakemake's terms.
+
+Every config problem found while the workflow is parsed or started becomes a
+``WorkflowError`` here and nowhere else, so they all read the same way and stop
+Snakemake before any job runs or any results folder exists.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from typing import Any
 
 from snakemake.exceptions import WorkflowError
 
-from snakesweep.config_check import check_config
+from snakesweep.config_check import check_config, continuation_retries_problem
 from snakesweep.space import ConfigError
+from snakesweep.sweep import Sweep, build_sweep
+from snakesweep.trackers import TrackerUnavailable, check_trackers
 
 
 def check_sweep_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
@@ -18,3 +25,37 @@ def check_sweep_config(config: Mapping[str, Any], schema_path: str | os.PathLike
         check_config(config, schema_path)
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
+
+
+def sweep_plan(config: Mapping[str, Any]) -> Sweep:
+    """The sweep's plan (trials, brackets); a config it cannot plan fails the parse."""
+    try:
+        return build_sweep(config)
+    except ConfigError as error:
+        raise WorkflowError(f"invalid sweep config: {error}") from None
+
+
+def check_tracking(config: Mapping[str, Any]) -> None:
+    """Fail the parse when a tracker switched on in ``tracking`` cannot be imported."""
+    try:
+        check_trackers(config.get("tracking") or {})
+    except TrackerUnavailable as error:
+        raise WorkflowError(str(error)) from None
+
+
+def check_continuation_retries(workflow: Any, config: Mapping[str, Any]) -> None:
+    """Stop a run (from ``onstart``, before any job) whose ``retries`` cannot continue a trial
+    as often as ``checkpoint.max_continuations`` allows.
+
+    Snakemake knows ``retries`` (profile or ``--retries``) only once it executes:
+    ``workflow.execution_settings`` is None while the Snakefile is parsed, so a dry
+    run cannot check it.
+    """
+    settings = getattr(workflow, "execution_settings", None)
+    if settings is None:
+        return
+    problem = continuation_retries_problem(
+        int(settings.retries), int(config["checkpoint"]["max_continuations"])
+    )
+    if problem:
+        raise WorkflowError(problem)

@@ -54,6 +54,10 @@ class Sweep:
 def build_sweep(config: Mapping[str, Any]) -> Sweep:
     """Check what the schema cannot and expand the search space into trials.
 
+    The workflow passes a config with the schema's defaults filled in; the
+    ``config.get(key, default)`` fallbacks below repeat them for library callers and
+    are pinned to the schema by ``tests/test_defaults.py``.
+
     Raises :class:`ConfigError` naming the key at fault.
     """
     if config.get("mode") not in ("min", "max"):

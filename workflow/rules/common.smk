@@ -3,16 +3,10 @@
 import json
 import os
 
-from snakemake.exceptions import WorkflowError
-
 from snakesweep import contract
-from snakesweep.space import ConfigError
-from snakesweep.sweep import build_sweep
+from snakesweep.snakemake_glue import sweep_plan
 
-try:
-    SWEEP = build_sweep(config)
-except ConfigError as error:
-    raise WorkflowError(f"invalid sweep config: {error}") from None
+SWEEP = sweep_plan(config)
 
 ROOT = str(SWEEP.root)
 

@@ -1,12 +1,9 @@
 # Report: figures of the sweep for `snakemake --report report.html`, and the check
 # that the trackers switched on in `tracking` can be used.
 
-from snakesweep.trackers import TrackerUnavailable, check_trackers
+from snakesweep.snakemake_glue import check_tracking
 
-try:
-    check_trackers(config.get("tracking") or {})
-except TrackerUnavailable as error:
-    raise WorkflowError(str(error)) from None
+check_tracking(config)
 
 
 report: "../report/workflow.rst"

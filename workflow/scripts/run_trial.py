@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from snakesweep.launch import TrialJob
-from snakesweep.provenance import run_with_provenance
+from snakesweep.training_job import run_training_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 ckpt = sm.params.checkpoint
@@ -29,4 +29,4 @@ job = TrialJob(
 )
 os.environ.update(sm.params.extra_env)  # ASHA's rung settings, when on
 # provenance.json before and after the segment, then the trackers switched on in `tracking`
-sys.exit(run_with_provenance(job, sm.config, workflow_dir=sm.scriptdir))
+sys.exit(run_training_job(job, sm.config, workflow_dir=sm.scriptdir))

@@ -1,0 +1,69 @@
+"""snakesweep.load(): a sweep folder, written by the real launcher, read as pandas tables."""
+
+import pandas as pd
+from conftest import REPO
+
+import snakesweep
+from snakesweep.launch import TrialJob, run_segment
+from snakesweep.trial_folder import result_path
+
+ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
+
+
+def run_trial(root, trial_id, behaviour, epochs=2):
+    trial_dir = root / "trials" / trial_id
+    job = TrialJob(
+        trial_id=trial_id,
+        trial_dir=trial_dir,
+        params={"behaviour": behaviour, "epochs": epochs},
+        script=str(ECHO),
+        budget=epochs,
+        metric="score",
+        mode="max",
+        result_path=result_path(trial_dir, epochs),
+        log_path=root / "logs" / f"{trial_id}-{epochs}ep.log",
+    )
+    assert run_segment(job) == 0
+
+
+def test_load_gives_one_row_per_trial_and_one_per_trial_and_epoch(tmp_path):
+    root = tmp_path / "results" / "s"
+    run_trial(root, "aaaaaaaaaaaa", "ok")  # score 2, 4
+    run_trial(root, "bbbbbbbbbbbb", "good")  # score 4, 8
+    run_trial(root, "cccccccccccc", "crash")
+    tables = snakesweep.load(root)
+    assert (tables.metric, tables.mode) == ("score", "max")
+    trials = tables.trials
+    assert list(trials["trial_id"]) == ["bbbbbbbbbbbb", "aaaaaaaaaaaa", "cccccccccccc"]
+    assert list(trials["status"]) == ["completed", "completed", "failed"]
+    assert list(trials["final"][:2]) == [8.0, 4.0] and pd.isna(trials["final"][2])
+    assert list(trials["best_epoch"][:2]) == [2, 2]
+    assert list(trials["epochs"]) == [2, 2, 0]
+    assert list(trials["segments"]) == [1, 1, 1] and list(trials["restarts"]) == [0, 0, 0]
+    assert list(trials["params_behaviour"]) == ["good", "ok", "crash"]
+    assert list(trials["params_epochs"]) == [2, 2, 2]
+    assert (trials["wall_time_s"] > 0).all()
+    assert "deliberate crash" in trials["error"][2]
+    metrics = tables.metrics
+    assert list(metrics.columns[:2]) == ["trial_id", "epoch"]
+    assert metrics[["trial_id", "epoch", "score"]].to_dict("records") == [
+        {"trial_id": "aaaaaaaaaaaa", "epoch": 1, "score": 2.0},
+        {"trial_id": "aaaaaaaaaaaa", "epoch": 2, "score": 4.0},
+        {"trial_id": "bbbbbbbbbbbb", "epoch": 1, "score": 4.0},
+        {"trial_id": "bbbbbbbbbbbb", "epoch": 2, "score": 8.0},
+    ]
+    # the tables answer the usual questions in one line
+    best = trials.loc[trials["status"] == "completed"].iloc[0]
+    assert best["trial_id"] == "bbbbbbbbbbbb"
+    assert metrics.groupby("trial_id")["score"].max().to_dict() == {
+        "aaaaaaaaaaaa": 4.0,
+        "bbbbbbbbbbbb": 8.0,
+    }
+
+
+def test_load_of_an_empty_sweep_has_the_columns_and_no_rows(tmp_path):
+    root = tmp_path / "results" / "empty"
+    (root / "trials").mkdir(parents=True)
+    tables = snakesweep.load(root)
+    assert tables.trials.empty and list(tables.trials.columns[:2]) == ["trial_id", "status"]
+    assert tables.metrics.empty and list(tables.metrics.columns) == ["trial_id", "epoch"]
