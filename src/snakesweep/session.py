@@ -41,6 +41,7 @@ from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
 from snakesweep.results import format_number
+from snakesweep.stop_policy import StopPolicy
 
 #: Signals that ask the trial to save at the next step boundary and continue later.
 #: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
@@ -85,13 +86,13 @@ class TrialSession:
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
         #: Largest share of training time that saves at epoch ends may take (None: save at
         #: every epoch end). The last epoch, stops and periodic saves are not affected.
-        self.max_overhead = max_overhead
+        #: The cost model: when to stop before the deadline, whether an epoch end saves.
+        self.stop_policy = StopPolicy(margin_s=margin_s, max_overhead=max_overhead)
         self.stop_at_epoch = stop_at_epoch
         self.every_steps = every_steps
         self.every_seconds = every_seconds
         self.keep = keep
         self.deadline = deadline or Deadline(env={})
-        self.margin_s = margin_s
         self.data_seed = data_seed
         self.verbose = verbose
         #: ASHA rungs at which this trial may prune itself (set by ``from_env``).
@@ -122,6 +123,22 @@ class TrialSession:
         if handle_signals:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, self._on_signal)
+
+    @property
+    def margin_s(self) -> float:
+        return self.stop_policy.margin_s
+
+    @margin_s.setter
+    def margin_s(self, value: float) -> None:
+        self.stop_policy.margin_s = value
+
+    @property
+    def max_overhead(self) -> float | None:
+        return self.stop_policy.max_overhead
+
+    @max_overhead.setter
+    def max_overhead(self, value: float | None) -> None:
+        self.stop_policy.max_overhead = value
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -293,10 +310,9 @@ class TrialSession:
         """Save at this epoch end? Yes, unless the last save is so recent that saving again
         would spend more than ``max_overhead`` of the training time since then on saving
         (short epochs); the periodic saves bound what a kill can lose either way."""
-        if self.max_overhead is None:
-            return True
-        since = time.monotonic() - self._last_save
-        return self._save_estimate() <= self.max_overhead * since
+        return self.stop_policy.epoch_save_worth_it(
+            time.monotonic() - self._last_save, self._save_estimate()
+        )
 
     # -- saving and stopping --------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -418,17 +434,9 @@ class TrialSession:
             return f"received {signal.Signals(self._stop_signal).name}: saving and stopping"
         if self.checkpoint_dir is None:
             return None
-        deadline = self.deadline.at()
-        if deadline is None:
-            return None
-        save_s = self._save_estimate()
-        if time.time() + next_work_s + save_s + self.margin_s >= deadline:
-            return (
-                f"deadline in {deadline - time.time():.1f}s cannot fit another step "
-                f"({next_work_s:.2f}s) + save ({save_s:.2f}s) + margin ({self.margin_s:.1f}s): "
-                "stopping"
-            )
-        return None
+        return self.stop_policy.deadline_reason(
+            self.deadline.at(), next_work_s, self._save_estimate()
+        )
 
     def _leave(self, reason: str) -> None:
         """Exit so that the workflow continues this trial in a new segment (state already saved)."""
