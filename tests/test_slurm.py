@@ -43,6 +43,7 @@ SLURM_ARGS = (
     "--jobs",
     "4",
     "--slurm-keep-successful-logs",
+    "--slurm-no-account",  # no accounting database: nothing to guess an account from
 )
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SNAKESWEEP_LOCK_POLL_SECONDS": "2"}
 #: Columns of a leaderboard that must not depend on where a trial ran.
@@ -208,6 +209,52 @@ def test_a_crashing_trial_is_failed_once_and_the_sweep_still_aggregates(tmp_path
     assert record["slurm_job_ids"] == [segment["slurm_job_id"]] and record["restarts"] == 0
     assert f"FAILED {crash['trial_id']}" in proc.stdout and crash["log"] in proc.stdout
     assert "Trying to restart" not in proc.stdout + proc.stderr
+
+
+# -- 6. a job step killed with SIGKILL ------------------------------------------------------
+
+#: First segment: prints, then waits to be killed; the next one finishes the trial.
+KILLED_STEP_SCRIPT = """
+import json, os, sys, time
+from pathlib import Path
+trial = Path(os.environ["SNAKESWEEP_TRIAL_DIR"])
+marker = trial / "first-segment-started"
+if not marker.exists():
+    print("output of the killed segment", flush=True)
+    marker.touch()
+    time.sleep(120)
+print("output of the next segment", flush=True)
+(trial / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "score": 1.0}) + "\\n")
+"""
+
+
+def test_a_killed_job_step_keeps_its_output_in_the_trial_log(tmp_path):
+    """`scancel --signal=KILL <job>.0` kills the launcher before it can copy its log anywhere;
+    Snakemake deletes the log before the retry. The trial's log still holds both segments. ~40 s."""
+    script = tmp_path / "killed_step.py"
+    script.write_text(KILLED_STEP_SCRIPT)
+    config = echo_config(tmp_path, ["x"], epochs=1, script=str(script))
+    controller = start_controller(tmp_path, config, *SLURM_ARGS)
+    root = tmp_path / "results" / "echo"
+    marker = wait_for(
+        "the first segment to start",
+        lambda: next(root.glob("trials/*/first-segment-started"), None),
+        120,
+        controller,
+    )
+    trial_id = marker.parent.name
+    job_id = segments(root, trial_id)[0]["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=KILL", f"{job_id}.0"], check=True)
+    assert controller.wait(timeout=240) == 0, (tmp_path / "controller.log").read_text()[-4000:]
+    first, second = segments(root, trial_id)
+    assert first["end"] is None and second["end"]["outcome"] == "completed"
+    assert second["slurm_job_id"] != job_id
+    log = (root / "logs" / "train" / f"{trial_id}-1ep.log").read_text()
+    assert log.index("output of the killed segment") < log.index("output of the next segment")
+    assert [
+        s.split(" segment ")[1].split(" ")[0]
+        for s in log_sections(Path(root / "logs" / "train" / f"{trial_id}-1ep.log"))
+    ] == ["1", "2"]
 
 
 # -- 2 and 3. a time limit shorter than the training, and `scontrol requeue` ----------------

@@ -196,17 +196,46 @@ def _log_copy(job: TrialJob) -> Path:
 
 
 def _restore_log(job: TrialJob) -> None:
-    """Put earlier segments' output back: Snakemake deletes a job's log before a retry."""
+    """Put earlier segments' output back: Snakemake deletes a job's log before a retry.
+
+    Where the file system allows, the rule's log becomes a hard link to the trial's kept copy:
+    one file under two names, so whatever a segment writes is kept even when its job step is
+    killed (SIGKILL, a node failure) before `_keep_log` runs. Elsewhere the copy is put back.
+    """
     copy = _log_copy(job)
-    if copy.exists() and (not job.log_path.exists() or job.log_path.stat().st_size == 0):
-        job.log_path.write_bytes(copy.read_bytes())
+    log = job.log_path
+    if _same_file(log, copy):
+        return
+    if copy.exists() and (not log.exists() or log.stat().st_size == 0):
+        data = copy.read_bytes()
+    elif log.exists():
+        data = log.read_bytes()
+    else:
+        data = b""
+    write_bytes(copy, data)
+    try:
+        tmp = log.with_name(f".{log.name}.link")
+        tmp.unlink(missing_ok=True)
+        os.link(copy, tmp)
+        os.replace(tmp, log)
+    except OSError:  # no hard links here (some object stores, FUSE): copy back at the end
+        write_bytes(log, data)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _keep_log(job: TrialJob, text: str | None = None) -> None:
+    if _same_file(job.log_path, _log_copy(job)):
+        return  # one file under two names: already kept
     data = job.log_path.read_bytes() if text is None else text.encode("utf-8", "surrogateescape")
     write_bytes(_log_copy(job), data)
     if not job.log_path.exists():  # deleted while the segment ran: put it back
-        write_bytes(job.log_path, data)
+        _restore_log(job)
 
 
 def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, str]:
