@@ -26,6 +26,7 @@ from snakesweep import contract
 from snakesweep.atomic import append_line, write_bytes, write_json
 from snakesweep.jsonl import read_jsonl
 from snakesweep.results import best_epoch, is_finite
+from snakesweep.slurm_requeue import requeue_own_job
 from snakesweep.trial_lock import TrialLock
 
 #: Local emulation of a job time limit: each segment gets this many seconds.
@@ -88,8 +89,24 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     job.trial_dir.mkdir(parents=True, exist_ok=True)
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    signals: list[int] = []
     with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
-        return _run_segment_locked(job, env)
+        code = _run_segment_locked(job, env, signals)
+    if code == contract.EXIT_CONTINUE and not signals and env.get("SLURM_JOB_ID"):
+        # Stopped by itself before the job's end (a deadline), not by Slurm or a user: continue
+        # in this same job, requeued, rather than through the controller (slurm_requeue.py).
+        _say(job, f"continues in SLURM job {env['SLURM_JOB_ID']}, requeued")
+        why_not = requeue_own_job(env)
+        if why_not is not None:
+            _say(job, f"could not requeue ({why_not}); continuing in a new job")
+    return code
+
+
+def _say(job: TrialJob, message: str) -> None:
+    """One line to the job's output and the trial's log."""
+    print(f"snakesweep: trial {job.trial_id} {message}", file=sys.stderr, flush=True)
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"=== {message}\n")
 
 
 def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[str, Any] | None:
@@ -103,7 +120,7 @@ def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[st
     return ends[-1] if budgets.get(ends[-1].get("segment")) == budget else None
 
 
-def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
+def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) -> int:
     params_path = job.trial_dir / contract.PARAMS_FILE
     if not params_path.exists():
         write_json(params_path, {"trial_id": job.trial_id, "params": dict(job.params)})
@@ -154,7 +171,7 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
             + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n=== {' '.join(argv)}\n"
         )
         log.flush()
-        returncode = _run_child(argv, child_env, log)
+        returncode = _run_child(argv, child_env, log, signals)
 
         outcome, error = _classify(returncode, continued, job)
         append_line(
@@ -262,13 +279,15 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
     return child
 
 
-def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any) -> int:
-    """Run the training script; pass stop signals on to it and wait for it to save and exit."""
+def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]) -> int:
+    """Run the training script; pass stop signals on to it (noted in ``signals``) and wait for
+    it to save and exit."""
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env), stdin=subprocess.DEVNULL
     )
 
     def forward(signum: int, frame: Any) -> None:
+        signals.append(signum)
         try:
             proc.send_signal(signum)
         except ProcessLookupError:
