@@ -141,6 +141,7 @@ def run_snakesweep(tmp: Path, n: int, init_seconds: int, extra: list[str]) -> di
         "squeue",
         "--slurm-init-seconds-before-status-checks",
         str(init_seconds),
+        "--slurm-no-account",
         *extra,
     ]
     start_unix = time.time()

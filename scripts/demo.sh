@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
-exec .venv/bin/snakemake --profile profiles/local "$@"
+exec .venv/bin/snakemake "$@" # local settings come from the workflow profile, profiles/default

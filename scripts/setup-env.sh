@@ -8,6 +8,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `snakemake --profile slurm` run in this folder finds ./slurm (a link to profiles/slurm) before
+# a profile of that name in the user's or the site's Snakemake config folder, which stays as it is
+# and is still used elsewhere. Say so when such a profile exists (docs/slurm.md: choosing a profile).
+note_own_slurm_profiles() {
+    local dir
+    for dir in "${XDG_CONFIG_HOME:-$HOME/.config}/snakemake/slurm" "${XDG_CONFIG_DIRS:-/etc/xdg}"; do
+        dir=${dir%%:*}
+        [[ $dir == */snakemake/slurm ]] || dir=$dir/snakemake/slurm
+        if [[ -e $dir ]]; then
+            echo "setup-env: note: in this folder \`--profile slurm\` means profiles/slurm, not your $dir" \
+                "(left untouched); add yours on top with \`--profile slurm --profile $dir\`"
+        fi
+    done
+}
+
 python=${SNAKESWEEP_PYTHON:-}
 if [[ -z $python ]]; then
     for candidate in python3.11 python3 python; do
@@ -29,6 +44,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.snakesweep-installed
 if [[ -f $stamp && $stamp -nt pyproject.toml ]]; then
+    note_own_slurm_profiles
     exit 0
 fi
 echo "setup-env: installing PyTorch, Snakemake and snakesweep into .venv (a few minutes the first time)"
@@ -39,3 +55,4 @@ fi
 "${pip[@]}" -e ".[train,workflow,dev,tracking]"
 touch "$stamp"
 echo "setup-env: ready ($(.venv/bin/python -c 'import torch, snakemake; print("torch", torch.__version__, "/ snakemake", snakemake.__version__)'))"
+note_own_slurm_profiles

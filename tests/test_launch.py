@@ -1,8 +1,13 @@
 """The launcher's bookkeeping around one segment: logs kept across retries, restarts counted."""
 
 import json
+import os
+import pickle
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from snakesweep import contract
@@ -113,3 +118,50 @@ def test_a_finished_trial_is_not_trained_again(tmp_path):
     job.result_path.unlink()
     assert run_segment(job) == 0  # only the record is rewritten
     assert json.loads(job.result_path.read_text())["segments"] == 1
+
+
+KILLED_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    trial = Path(os.environ["SNAKESWEEP_TRIAL_DIR"])
+    marker = trial / "segment-started"
+    if not marker.exists():
+        print("output of the killed segment", flush=True)
+        marker.touch()
+        time.sleep(60)
+    print("output of the next segment")
+    (trial / "metrics.jsonl").write_text('{"epoch": 1, "score": 0.5}\\n')
+    """
+)
+
+
+def test_a_segment_killed_with_sigkill_keeps_its_output_in_the_log(tmp_path):
+    """SIGKILL to the launcher and its script (`scancel --signal=KILL <job>.0` does that to the
+    job step) leaves no chance to copy the log back; the next segment still shows that output."""
+    job = make_job(tmp_path)
+    Path(job.script).write_text(KILLED_SCRIPT)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; from snakesweep.launch import run_segment; "
+            "sys.exit(run_segment(pickle.loads(sys.stdin.buffer.read())))",
+        ],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    first.stdin.write(pickle.dumps(job))
+    first.stdin.close()
+    marker = job.trial_dir / "segment-started"
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    job.log_path.unlink()  # Snakemake, before it runs the job again
+    assert run_segment(job) == 0
+    log = job.log_path.read_text()
+    assert log.index("output of the killed segment") < log.index("output of the next segment")
+    assert log.count("=== snakesweep trial abc123abc123 segment") == 2

@@ -1,6 +1,6 @@
 """The ``snakesweep`` command: ``snakesweep status results/<sweep>`` and friends.
 
-Running the sweep itself is Snakemake's job (``snakemake --profile profiles/local``);
+Running the sweep itself is Snakemake's job (``snakemake``, ``snakemake --profile slurm``);
 this command only reads what a sweep leaves in its results folder.
 """
 

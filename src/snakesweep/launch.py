@@ -90,11 +90,28 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     job.trial_dir.mkdir(parents=True, exist_ok=True)
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    signals: list[int] = []
     with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
-        return _run_segment_locked(job, env)
+        code = _run_segment_locked(job, env, signals)
+    own_job = slurm_job.job_id(env)
+    if code == contract.EXIT_CONTINUE and not signals and own_job:
+        # Stopped by itself before the job's end (a deadline), not by Slurm or a user: continue
+        # in this same job, requeued, rather than through the controller (slurm_job.requeue_own_job).
+        _say(job, f"continues in SLURM job {own_job}, requeued")
+        why_not = slurm_job.requeue_own_job(env)
+        if why_not is not None:
+            _say(job, f"could not requeue ({why_not}); continuing in a new job")
+    return code
 
 
-def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
+def _say(job: TrialJob, message: str) -> None:
+    """One line to the job's output and the trial's log."""
+    print(f"snakesweep: trial {job.trial_id} {message}", file=sys.stderr, flush=True)
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"=== {message}\n")
+
+
+def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) -> int:
     params_path = job.trial_dir / contract.PARAMS_FILE
     if not params_path.exists():
         write_json(params_path, {"trial_id": job.trial_id, "params": dict(job.params)})
@@ -145,7 +162,7 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
             + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n=== {' '.join(argv)}\n"
         )
         log.flush()
-        returncode = _run_child(argv, child_env, log)
+        returncode = _run_child(argv, child_env, log, signals)
 
         outcome, error = _classify(returncode, continued, job)
         append_line(
@@ -187,17 +204,46 @@ def _log_copy(job: TrialJob) -> Path:
 
 
 def _restore_log(job: TrialJob) -> None:
-    """Put earlier segments' output back: Snakemake deletes a job's log before a retry."""
+    """Put earlier segments' output back: Snakemake deletes a job's log before a retry.
+
+    Where the file system allows, the rule's log becomes a hard link to the trial's kept copy:
+    one file under two names, so whatever a segment writes is kept even when its job step is
+    killed (SIGKILL, a node failure) before `_keep_log` runs. Elsewhere the copy is put back.
+    """
     copy = _log_copy(job)
-    if copy.exists() and (not job.log_path.exists() or job.log_path.stat().st_size == 0):
-        job.log_path.write_bytes(copy.read_bytes())
+    log = job.log_path
+    if _same_file(log, copy):
+        return
+    if copy.exists() and (not log.exists() or log.stat().st_size == 0):
+        data = copy.read_bytes()
+    elif log.exists():
+        data = log.read_bytes()
+    else:
+        data = b""
+    write_bytes(copy, data)
+    try:
+        tmp = log.with_name(f".{log.name}.link")
+        tmp.unlink(missing_ok=True)
+        os.link(copy, tmp)
+        os.replace(tmp, log)
+    except OSError:  # no hard links here (some object stores, FUSE): copy back at the end
+        write_bytes(log, data)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _keep_log(job: TrialJob, text: str | None = None) -> None:
+    if _same_file(job.log_path, _log_copy(job)):
+        return  # one file under two names: already kept
     data = job.log_path.read_bytes() if text is None else text.encode("utf-8", "surrogateescape")
     write_bytes(_log_copy(job), data)
     if not job.log_path.exists():  # deleted while the segment ran: put it back
-        write_bytes(job.log_path, data)
+        _restore_log(job)
 
 
 def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, str]:
@@ -224,13 +270,15 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
     return child
 
 
-def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any) -> int:
-    """Run the training script; pass stop signals on to it and wait for it to save and exit."""
+def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]) -> int:
+    """Run the training script; pass stop signals on to it (noted in ``signals``) and wait for
+    it to save and exit."""
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env), stdin=subprocess.DEVNULL
     )
 
     def forward(signum: int, frame: Any) -> None:
+        signals.append(signum)
         try:
             proc.send_signal(signum)
         except ProcessLookupError:

@@ -1,4 +1,5 @@
-"""The SLURM job environment: the one reader of ``SLURM_*`` variables and caller of ``squeue``.
+"""The SLURM job environment: the one reader of ``SLURM_*`` variables and caller of ``squeue``
+and ``scontrol``.
 
 Like submitit's ``JobEnvironment``: code that needs to know whether it runs in a
 SLURM job, which one, or what SLURM says about a job (state, end time) asks
@@ -84,3 +85,39 @@ def job_end_time(job: str, query: Callable[[str, str], str | None] = squeue_fiel
     """End time of SLURM job ``job`` as squeue reports it; ``None`` if unknown or no answer."""
     text = query(job, "%e")
     return parse_slurm_time(text) if text else None
+
+
+# Continuing a trial in its own job (why, from the measurements in docs/slurm.md):
+# A job that ends FAILED (exit 75) is seen by the controller only at its next status round,
+# and the SLURM executor plugin (2.8.0) spaces those rounds 10 s further apart after every round
+# in which no job completed, up to 180 s, so continuations wait longer and longer and each one
+# prints an error. A requeued job stays PENDING/RUNNING under the same id: the controller never has
+# to notice, and Slurm records COMPLETED once the trial is done. Slurm starts it again
+# ``cred_expire`` + 1 s after it ended (slurm.conf AuthInfo, default 120 s). docs/slurm.md has the
+# measurements.
+
+#: Set to 0 to continue through a new job (Snakemake's retries) instead.
+ENV_REQUEUE = "SNAKESWEEP_SLURM_REQUEUE"
+
+
+def requeue_own_job(env: Mapping[str, str]) -> str | None:
+    """Ask Slurm to requeue the job we run in; ``None`` on success, else why not.
+
+    Slurm then sends SIGTERM to the job's processes (this one included) and runs the job's batch
+    script again. It refuses jobs submitted without ``--requeue`` on clusters with
+    ``JobRequeue=0``; the caller then continues the usual way (exit 75, a new job).
+    """
+    own = job_id(env)
+    if not own:
+        return "not in a SLURM job"
+    if env.get(ENV_REQUEUE, "1") == "0":
+        return f"{ENV_REQUEUE}=0"
+    try:
+        proc = subprocess.run(
+            ["scontrol", "requeue", own], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"scontrol requeue {own}: {error}"
+    if proc.returncode != 0:
+        return f"scontrol requeue {own}: {(proc.stderr or proc.stdout).strip()}"
+    return None
