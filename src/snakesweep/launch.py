@@ -2,10 +2,14 @@
 
 The training script runs as a child process with its hyper-parameters as
 separate arguments (never through a shell). Its exit code decides the outcome:
-0 completed (or diverged), 76 pruned, 75 or death by a signal: continue later
-(the job exits 75 and Snakemake's ``retries`` start the next segment), anything
-else: failed for a real error, recorded at once with the log's tail and never
-retried. Segments are appended to ``segments.jsonl`` in the trial folder.
+0 completed (or diverged), 76 pruned, 75 (the script saved and asked to stop):
+continue later (the job exits 75 and Snakemake's ``retries`` start the next
+segment). Death by a signal continues only if the segment made progress (a new
+epoch or a new checkpoint) or the stop was asked for (a signal passed on to the
+script); a script killed before it got anywhere (a crash at import, an OOM kill
+at the same place again) is failed at once instead of being restarted
+``max_continuations`` times. Anything else: failed for a real error, recorded at
+once with the log's tail and never retried. Segments are appended to ``segments.jsonl`` in the trial folder.
 """
 
 from __future__ import annotations
@@ -154,9 +158,14 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
             + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n=== {' '.join(argv)}\n"
         )
         log.flush()
-        returncode = _run_child(argv, child_env, log)
+        before = progress_mark(job.trial_dir)
+        stop_requested: list[int] = []
+        returncode = _run_child(argv, child_env, log, stop_requested)
+        progressed = progress_mark(job.trial_dir) != before
 
-        outcome, error = _classify(returncode, continued, job)
+        outcome, error = _classify(
+            returncode, continued, job, progressed=progressed, stop_requested=bool(stop_requested)
+        )
         append_line(
             job.trial_dir / contract.SEGMENTS_FILE,
             json.dumps(
@@ -166,6 +175,8 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str]) -> int:
                     "time": time.time(),
                     "exit_code": returncode,
                     "outcome": outcome,
+                    "progressed": progressed,
+                    "stop_requested": bool(stop_requested),
                 }
             ),
         )
@@ -233,13 +244,30 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
     return child
 
 
-def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any) -> int:
-    """Run the training script; pass stop signals on to it and wait for it to save and exit."""
+def progress_mark(trial_dir: Path) -> tuple[int, int | None]:
+    """What a segment's progress is measured by: the last epoch reported, the newest checkpoint."""
+    epochs = [row.get("epoch") for row in read_metrics(trial_dir)]
+    last_epoch = max((e for e in epochs if isinstance(e, int)), default=0)
+    # Any file written in the checkpoint folder counts (its name format is checkpoint.py's).
+    folder = trial_dir / contract.CHECKPOINT_DIR
+    stamps = [p.stat().st_mtime_ns for p in folder.iterdir()] if folder.is_dir() else []
+    return last_epoch, max(stamps, default=None)
+
+
+def _run_child(
+    argv: Sequence[str], env: Mapping[str, str], log: Any, forwarded: list[int] | None = None
+) -> int:
+    """Run the training script; pass stop signals on to it and wait for it to save and exit.
+
+    Each signal passed on is appended to ``forwarded``: such a stop was asked for.
+    """
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env), stdin=subprocess.DEVNULL
     )
 
     def forward(signum: int, frame: Any) -> None:
+        if forwarded is not None:
+            forwarded.append(signum)
         try:
             proc.send_signal(signum)
         except ProcessLookupError:
@@ -253,11 +281,25 @@ def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any) -> int:
             signal.signal(sig, handler)
 
 
-def _classify(returncode: int, continued: int, job: TrialJob) -> tuple[str, str | None]:
+def _classify(
+    returncode: int,
+    continued: int,
+    job: TrialJob,
+    *,
+    progressed: bool = True,
+    stop_requested: bool = False,
+) -> tuple[str, str | None]:
     if returncode == 0:
         return "completed", None
     if returncode == contract.EXIT_PRUNED:
         return "pruned", None
+    if returncode < 0 and not progressed and not stop_requested:
+        name = _signal_name(returncode)
+        return "failed", (
+            f"training script was killed by {name} before it reported an epoch or saved a "
+            "checkpoint, and no stop was asked for: not continued (a crash at startup, or an "
+            f"out-of-memory kill, would repeat). {_log_tail(job.log_path)}"
+        )
     if returncode == contract.EXIT_CONTINUE or returncode < 0:
         if continued >= job.max_continuations:
             return "failed", (
@@ -266,6 +308,13 @@ def _classify(returncode: int, continued: int, job: TrialJob) -> tuple[str, str 
             )
         return "continue", None
     return "failed", f"training script exited with code {returncode}: {_log_tail(job.log_path)}"
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _log_tail(path: Path) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,6 +31,7 @@ def write_leaderboard(
     mode: str,
     budget: int,
     rung_budgets: Sequence[int] = (),
+    sweep_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Rank the trials into ``csv_path`` and write the best trial's config to ``best_path``."""
     records = latest_per_trial(read_records(record_paths), budget, rung_budgets)
@@ -46,9 +48,11 @@ def write_leaderboard(
         header = (
             f"# Best trial of sweep {sweep!r}: {metric} = {best['final']!r} ({mode}) after "
             f"{best['epochs_done']} epochs, trial {best['trial_id']}.\n"
-            f"# Re-run it: snakemake --configfile config/config.yaml {best_path}\n"
+            f"# A standalone sweep of this one trial. Re-train it (from the directory the sweep ran in):\n"
+            f"#   snakemake --profile profiles/local --configfile {best_path}\n"
         )
-        body = yaml.safe_dump(best_config(best, sweep, metric, mode), sort_keys=False)
+        config = best_config(best, sweep, metric, mode, sweep_config)
+        body = yaml.safe_dump(config, sort_keys=False)
         text = header + f"# trial_id: {best['trial_id']}\n" + body
         print(f"best: {best['trial_id']} {metric}={best['final']!r}")
     write_bytes(best_path, text.encode())

@@ -7,6 +7,7 @@ ties broken by trial id so that the same results always give the same order.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -188,20 +189,37 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def best_config(record: Mapping[str, Any], sweep: str, metric: str, mode: str) -> dict[str, Any]:
-    """A config overlay that re-runs exactly the best trial (``--configfile best.yaml``)."""
+def best_config(
+    record: Mapping[str, Any],
+    sweep: str,
+    metric: str,
+    mode: str,
+    sweep_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A standalone sweep config that re-runs exactly the best trial (``--configfile best.yaml``).
+
+    Everything that shaped the trial is copied from ``sweep_config`` (script, resources,
+    checkpoint, tracking, results_dir, ...); the trial's parameters become fixed values, the
+    sweep becomes a one-point grid without pruning, so the re-run trains the full budget.
+    """
     params = dict(record["params"])
     epochs = params.pop("epochs")
-    return {
-        "sweep": f"{sweep}-best",
-        "metric": metric,
-        "mode": mode,
-        "epochs": epochs,
-        "strategy": "grid",
-        "parameters": {
-            name: {"kind": "fixed", "value": value} for name, value in sorted(params.items())
-        },
-    }
+    config = copy.deepcopy(dict(sweep_config or {}))
+    config.pop("n_trials", None)
+    config.update(
+        {
+            "sweep": f"{sweep}-best",
+            "metric": metric,
+            "mode": mode,
+            "epochs": epochs,
+            "strategy": "grid",
+            "parameters": {
+                name: {"kind": "fixed", "value": value} for name, value in sorted(params.items())
+            },
+            "pruning": {"method": "none"},
+        }
+    )
+    return config
 
 
 def status_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -26,5 +26,6 @@ rule leaderboard:
         mode=SWEEP.mode,
         budget=SWEEP.epochs,
         rung_budgets=list(SWEEP.rung_budgets),
+        sweep_config=config,
     script:
         "../scripts/leaderboard.py"
