@@ -34,14 +34,15 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> N
             message = describe(leaf)
             if message not in messages:
                 messages.append(message)
-    if not messages:
-        messages += script_problems(config)
     if messages:
         raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
     try:
         build_sweep(config)  # the checks a schema cannot express
     except ConfigError as error:
-        raise ConfigError(f"invalid sweep config:\n  {error}") from None
+        messages.append(str(error))
+    messages += script_problems(config)
+    if messages:
+        raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
 
 
 def script_problems(config: Mapping[str, Any]) -> list[str]:

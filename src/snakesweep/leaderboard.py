@@ -58,6 +58,26 @@ def write_leaderboard(
     write_bytes(best_path, text.encode())
 
 
+def no_result_message(sweep: str, metric: str) -> str:
+    """The first line of a sweep that produced nothing to reuse (the run then exits 1)."""
+    return (
+        f"snakesweep: sweep {sweep!r} produced NO USABLE RESULT: no trial completed with a "
+        f"finite {metric}; exiting with status 1 (see the failures below)"
+    )
+
+
+def sweep_has_result(
+    record_paths: Sequence[str | os.PathLike],
+    mode: str,
+    budget: int,
+    rung_budgets: Sequence[int] = (),
+) -> bool:
+    """Whether some trial completed the full budget with a finite metric (a best trial exists)."""
+    found = [p for p in record_paths if Path(p).exists()]
+    records = latest_per_trial(read_records(found), budget, rung_budgets)
+    return best_trial(records, mode, budget=budget) is not None
+
+
 def summary(
     record_paths: Sequence[str | os.PathLike],
     root: str | os.PathLike,
@@ -67,14 +87,20 @@ def summary(
     rung_budgets: Sequence[int] = (),
     top: int = 10,
 ) -> str:
-    """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs."""
+    """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs.
+
+    A sweep without a usable result (no trial completed with a finite metric) says so first.
+    """
     root = Path(root)
     found = [p for p in record_paths if Path(p).exists()]
     records = latest_per_trial(read_records(found), budget, rung_budgets)
     rows = leaderboard_rows(records, mode)
     counts = {s: n for s, n in status_counts(records).items() if n}
     missing = len(record_paths) - len(found)
-    lines = [
+    lines = []
+    if best_trial(records, mode, budget=budget) is None:
+        lines.append(no_result_message(root.name, metric))
+    lines += [
         f"snakesweep: {root.name}: {len(rows)} trials ("
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + (f", {missing} not finished" if missing else "")

@@ -17,6 +17,9 @@ rule leaderboard:
         ),
     log:
         f"{ROOT}/logs/leaderboard.log",
+    # A summary of files: deterministic, so a failure is a bug to report, not to retry
+    # (the profile's retries are for training segments).
+    retries: 0
     localrule: True
     conda:
         "../../environment.yml"

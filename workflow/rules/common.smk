@@ -2,16 +2,20 @@
 
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
 from snakesweep.space import ConfigError
-from snakesweep.sweep import build_sweep
+from snakesweep.sweep import build_sweep, plan_note
 
 try:
     SWEEP = build_sweep(config)
 except ConfigError as error:
     raise WorkflowError(f"invalid sweep config: {error}") from None
+
+if workflow.is_main_process and plan_note(SWEEP, config):
+    print(plan_note(SWEEP, config), file=sys.stderr)
 
 ROOT = str(SWEEP.root)
 
@@ -89,16 +93,19 @@ def asha_settings():
 
 
 def print_summary():
-    """Print the top of the leaderboard at the end of a run."""
-    from snakesweep.leaderboard import summary
+    """Print the top of the leaderboard at the end of a run; exit 1 if nothing is usable.
 
-    if os.path.exists(f"{ROOT}/leaderboard.csv"):
-        text = summary(
-            final_results(None),
-            ROOT,
-            SWEEP.metric,
-            SWEEP.mode,
-            SWEEP.epochs,
-            SWEEP.rung_budgets,
-        )
-        print(text, flush=True)
+    Snakemake itself exits 0 once every job ran, failed trials included (they are recorded,
+    not job failures); a sweep in which no trial completed must not look like a success.
+    """
+    from snakesweep.leaderboard import summary, sweep_has_result
+
+    if not os.path.exists(f"{ROOT}/leaderboard.csv"):
+        return
+    records = final_results(None)
+    text = summary(
+        records, ROOT, SWEEP.metric, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets
+    )
+    print(text, flush=True)
+    if not sweep_has_result(records, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets):
+        sys.exit(1)
