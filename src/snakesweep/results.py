@@ -79,7 +79,9 @@ def latest_per_trial(
 
     A trial whose last record completed a budget below ``max_budget`` was not
     promoted: it is marked ``pruned``. ``rung`` is the index of the largest rung
-    budget the trial completed (None if it completed none).
+    budget the trial completed (None if it completed none). ``budget`` becomes
+    ``max_budget`` for every trial, so epochs read ``done/full`` (``1/9``) whether
+    SHA stopped the trial at a rung or ASHA's trial stopped itself.
     """
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -92,6 +94,7 @@ def latest_per_trial(
             record["status"] = "pruned"
         reached = [i for i, b in enumerate(rungs) if b <= (record.get("epochs_done") or 0)]
         record["rung"] = reached[-1] if reached else None
+        record["budget"] = max_budget
     return list(latest.values())
 
 
