@@ -377,7 +377,9 @@ def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]
     from snakesweep.sweep import build_sweep
 
     try:
-        config = yaml.safe_load(Path(config_path).read_text())
+        # From the open file, so a syntax error names the file as well as the line.
+        with open(config_path) as f:
+            config = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as error:
         raise StatusError(f"--config {config_path}: cannot read it: {error}") from None
     if not isinstance(config, dict):
