@@ -38,3 +38,7 @@ rule all:
 
 onsuccess:
     print_summary()
+
+
+onstart:
+    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials)

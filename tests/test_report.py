@@ -168,6 +168,8 @@ def test_the_workflow_extra_installs_what_the_report_needs():
 
     from conftest import REPO
 
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     workflow = " ".join(extras["workflow"])
     assert "snakemake[reports]" in workflow or "pygments" in workflow

@@ -274,3 +274,33 @@ def test_regress_script_keeps_state_by_hand(tmp_path):
     metrics = (tmp_path / "try1" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2
     assert math.isfinite(json.loads(metrics[-1])["val_rmse"])
+
+
+def test_status_without_config_uses_the_last_runs_trial_set(random_sweep, capsys):
+    from snakesweep.cli import main
+
+    path, _ = random_sweep
+    root = path / "results" / "regress"
+    stale = root / "trials" / "0123456789ab"  # a trial of an older config of this sweep
+    stale.mkdir()
+    (stale / "params.json").write_text(json.dumps({"trial_id": stale.name, "params": {}}))
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "3 trials: 3 completed" in out
+    assert "trial set of the last run" in out
+    assert "1 STALE trial folder(s)" in out and "0123456789ab" in out
+
+
+def test_status_with_config_shows_planned_trials_params_before_any_run(tmp_path, capsys):
+    from snakesweep.cli import main
+
+    path = user_project(tmp_path)
+    configfile = path / "sweep.yaml"
+    configfile.write_text(yaml.safe_dump(regress_config(results_dir=str(path / "results"))))
+    proc = run_workflow(path, regress_config(), "-n")
+    assert not (path / "results").exists()  # a dry run writes nothing, not even the plan
+    assert "train_trial" in proc.stdout
+    assert main(["status", "--config", str(configfile)]) == 0
+    out = capsys.readouterr().out
+    assert "3 pending" in out and "pending (planned, not started):" in out
+    assert "hidden" in out and "lr" in out

@@ -7,6 +7,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from snakesweep.space import ConfigError
+from snakesweep.plan_file import write_plan
 from snakesweep.sweep import build_sweep, plan_note
 
 try:
