@@ -139,3 +139,12 @@ def test_dry_run_fails_before_anything_runs(tmp_path, config, fragments):
 
 def test_the_demo_config_is_valid():
     check_config(demo_config(), SCHEMA)
+
+
+def test_a_parameter_named_epochs_points_to_the_top_level_key():
+    config = demo_config()
+    config["parameters"]["epochs"] = {"kind": "fixed", "value": 3}
+    with pytest.raises(ConfigError) as info:
+        check_config(config, SCHEMA)
+    assert "set by the top-level key `epochs`" in str(info.value)
+    assert "budget.epochs" not in str(info.value)
