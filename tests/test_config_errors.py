@@ -160,3 +160,12 @@ def test_a_run_with_too_few_retries_stops_before_any_job(tmp_path):
     assert "retries is 3 but checkpoint.max_continuations is 20" in output
     assert "Set `retries: 20`" in output
     assert not list((tmp_path / "results").glob("*/trials/*/segments.jsonl"))
+
+
+def test_a_parameter_named_epochs_points_to_the_top_level_key():
+    config = demo_config()
+    config["parameters"]["epochs"] = {"kind": "fixed", "value": 3}
+    with pytest.raises(ConfigError) as info:
+        check_config(config, SCHEMA)
+    assert "set by the top-level key `epochs`" in str(info.value)
+    assert "budget.epochs" not in str(info.value)

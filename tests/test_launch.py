@@ -165,3 +165,42 @@ def test_a_segment_killed_with_sigkill_keeps_its_output_in_the_log(tmp_path):
     log = job.log_path.read_text()
     assert log.index("output of the killed segment") < log.index("output of the next segment")
     assert log.count("=== snakesweep trial abc123abc123 segment") == 2
+
+
+def _job_running(tmp_path: Path, source: str) -> TrialJob:
+    job = make_job(tmp_path, max_continuations=5)
+    Path(job.script).write_text(textwrap.dedent(source))
+    return job
+
+
+def test_a_signal_death_without_progress_fails_at_once(tmp_path):
+    job = _job_running(tmp_path, "import os\nos.abort()\n")
+    assert run_segment(job, env={}) == 0  # recorded as failed, not continued
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "failed" and record["segments"] == 1
+    assert "killed by SIGABRT before it reported an epoch" in record["error"]
+    end = [json.loads(x) for x in (job.trial_dir / "segments.jsonl").read_text().splitlines()][-1]
+    assert end["progressed"] is False and end["stop_requested"] is False
+
+
+def test_a_signal_death_after_progress_continues(tmp_path):
+    job = _job_running(
+        tmp_path,
+        """
+        import json, os
+        from pathlib import Path
+        trial = Path(os.environ["SNAKESWEEP_TRIAL_DIR"])
+        rows = (trial / "metrics.jsonl").read_text().splitlines() if (trial / "metrics.jsonl").exists() else []
+        epoch = len(rows) + 1
+        with open(trial / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": epoch, "score": 0.5}) + "\\n")
+        if epoch < 2:
+            os.abort()
+        """,
+    )
+    job.budget = 2
+    job.params = {"epochs": 2}
+    assert run_segment(job, env={}) == contract.EXIT_CONTINUE  # an epoch was reported
+    assert run_segment(job, env={}) == 0
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "completed" and record["segments"] == 2

@@ -160,3 +160,16 @@ def test_report_of_a_small_sweep(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
     assert json.loads((root / "trials" / best / "provenance.json").read_text())["trial_id"] == best
     assert Path(report).stat().st_size > 100_000
+
+
+def test_the_workflow_extra_installs_what_the_report_needs():
+    """`pip install '.[workflow]'` then `snakemake --report` must not ask for pygments."""
+    import tomllib
+
+    from conftest import REPO
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    workflow = " ".join(extras["workflow"])
+    assert "snakemake[reports]" in workflow or "pygments" in workflow

@@ -286,7 +286,10 @@ def test_status_text(sweep_in_progress):
     assert board[1].split() == ["1", "a00000000002", "completed", "0.82", "0.82", "4/4", "1", "2"]
     assert board[9].split() == ["9", "a00000000004", "failed", "-", "-", "0/4", "1", "4"]
     assert "FAILED a00000000004: RuntimeError: boom" in lines
-    assert "a0000000000a" not in text  # pending trials are counted, not listed
+    # Pending trials are not on the leaderboard; they are listed last, with their parameters.
+    pending = lines.index("pending (planned, not started):")
+    assert all("a0000000000a" not in line for line in lines[:pending])
+    assert lines[pending + 1 :][1].split() == ["a0000000000a", "-", "10"]
 
 
 def test_best_so_far_falls_back_to_running_trials(tmp_path):
@@ -385,7 +388,7 @@ def test_config_gives_pending_trials_and_the_metric(tmp_path):
         "4 trials: 1 completed, 1 running, 0 waiting, 0 pruned, 0 diverged, 0 failed, 2 pending"
         in text.getvalue()
     )
-    assert "(1 other trial folders on disk are not in this config)" in text.getvalue()
+    assert "(1 STALE trial folder(s) on disk, from an older config of this sweep" in text.getvalue()
 
 
 def test_errors_are_plain(tmp_path, capsys):

@@ -39,7 +39,26 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> N
     try:
         build_sweep(config)  # the checks a schema cannot express
     except ConfigError as error:
-        raise ConfigError(f"invalid sweep config:\n  {error}") from None
+        messages.append(str(error))
+    messages += script_problems(config)
+    if messages:
+        raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
+
+
+def script_problems(config: Mapping[str, Any]) -> list[str]:
+    """The training script must exist and be readable now, not fail inside every trial later.
+
+    A relative path is taken from the directory snakemake runs in, as the trial's command does.
+    """
+    script = config.get("script", "scripts/train.py")
+    where = os.path.abspath(script)
+    if not os.path.exists(script):
+        return [f"script: {script!r} does not exist (looked for {where})"]
+    if not os.path.isfile(script):
+        return [f"script: {script!r} is not a file ({where})"]
+    if not os.access(script, os.R_OK):
+        return [f"script: {script!r} is not readable ({where})"]
+    return []
 
 
 def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:

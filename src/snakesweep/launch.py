@@ -2,10 +2,14 @@
 
 The training script runs as a child process with its hyper-parameters as
 separate arguments (never through a shell). Its exit code decides the outcome:
-0 completed (or diverged), 76 pruned, 75 or death by a signal: continue later
-(the job exits 75 and Snakemake's ``retries`` start the next segment), anything
-else: failed for a real error, recorded at once with the log's tail and never
-retried. Segments are appended to ``segments.jsonl`` in the trial folder.
+0 completed (or diverged), 76 pruned, 75 (the script saved and asked to stop):
+continue later (the job exits 75 and Snakemake's ``retries`` start the next
+segment). Death by a signal continues only if the segment made progress (a new
+epoch or a new checkpoint) or the stop was asked for (a signal passed on to the
+script); a script killed before it got anywhere (a crash at import, an OOM kill
+at the same place again) is failed at once instead of being restarted
+``max_continuations`` times. Anything else: failed for a real error, recorded at
+once with the log's tail and never retried. Segments are appended to ``segments.jsonl`` in the trial folder.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from snakesweep.atomic import append_line, write_bytes, write_json
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
     finished_end,
+    progress_mark,
     read_metrics,
     read_segments,
     segment_counts,
@@ -162,9 +167,13 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
             + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n=== {' '.join(argv)}\n"
         )
         log.flush()
+        before = progress_mark(job.trial_dir)
         returncode = _run_child(argv, child_env, log, signals)
+        progressed = progress_mark(job.trial_dir) != before
 
-        outcome, error = _classify(returncode, continued, job)
+        outcome, error = _classify(
+            returncode, continued, job, progressed=progressed, stop_requested=bool(signals)
+        )
         append_line(
             job.trial_dir / contract.SEGMENTS_FILE,
             json.dumps(
@@ -174,6 +183,8 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
                     "time": time.time(),
                     "exit_code": returncode,
                     "outcome": outcome,
+                    "progressed": progressed,
+                    "stop_requested": bool(signals),
                 }
             ),
         )
@@ -271,8 +282,10 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
 
 
 def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]) -> int:
-    """Run the training script; pass stop signals on to it (noted in ``signals``) and wait for
-    it to save and exit."""
+    """Run the training script; pass stop signals on to it and wait for it to save and exit.
+
+    Each signal passed on is appended to ``signals``: such a stop was asked for.
+    """
     proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env), stdin=subprocess.DEVNULL
     )
@@ -292,11 +305,25 @@ def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any, signals: l
             signal.signal(sig, handler)
 
 
-def _classify(returncode: int, continued: int, job: TrialJob) -> tuple[str, str | None]:
+def _classify(
+    returncode: int,
+    continued: int,
+    job: TrialJob,
+    *,
+    progressed: bool = True,
+    stop_requested: bool = False,
+) -> tuple[str, str | None]:
     if returncode == 0:
         return "completed", None
     if returncode == contract.EXIT_PRUNED:
         return "pruned", None
+    if returncode < 0 and not progressed and not stop_requested:
+        name = _signal_name(returncode)
+        return "failed", (
+            f"training script was killed by {name} before it reported an epoch or saved a "
+            "checkpoint, and no stop was asked for: not continued (a crash at startup, or an "
+            f"out-of-memory kill, would repeat). {_log_tail(job.log_path)}"
+        )
     if returncode == contract.EXIT_CONTINUE or returncode < 0:
         if continued >= job.max_continuations:
             return "failed", (
@@ -305,6 +332,13 @@ def _classify(returncode: int, continued: int, job: TrialJob) -> tuple[str, str 
             )
         return "continue", None
     return "failed", f"training script exited with code {returncode}: {_log_tail(job.log_path)}"
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _log_tail(path: Path) -> str:

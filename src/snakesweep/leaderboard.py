@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,6 +31,7 @@ def write_leaderboard(
     mode: str,
     budget: int,
     rung_budgets: Sequence[int] = (),
+    sweep_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Rank the trials into ``csv_path`` and write the best trial's config to ``best_path``."""
     records = latest_per_trial(read_records(record_paths), budget, rung_budgets)
@@ -46,12 +48,34 @@ def write_leaderboard(
         header = (
             f"# Best trial of sweep {sweep!r}: {metric} = {best['final']!r} ({mode}) after "
             f"{best['epochs_done']} epochs, trial {best['trial_id']}.\n"
-            f"# Re-run it: snakemake --configfile config/config.yaml {best_path}\n"
+            f"# A standalone sweep of this one trial. Re-train it (from the directory the sweep ran in):\n"
+            f"#   snakemake --profile profiles/local --configfile {best_path}\n"
         )
-        body = yaml.safe_dump(best_config(best, sweep, metric, mode), sort_keys=False)
+        config = best_config(best, sweep, metric, mode, sweep_config)
+        body = yaml.safe_dump(config, sort_keys=False)
         text = header + f"# trial_id: {best['trial_id']}\n" + body
         print(f"best: {best['trial_id']} {metric}={best['final']!r}")
     write_bytes(best_path, text.encode())
+
+
+def no_result_message(sweep: str, metric: str) -> str:
+    """The first line of a sweep that produced nothing to reuse (the run then exits 1)."""
+    return (
+        f"snakesweep: sweep {sweep!r} produced NO USABLE RESULT: no trial completed with a "
+        f"finite {metric}; exiting with status 1 (see the failures below)"
+    )
+
+
+def sweep_has_result(
+    record_paths: Sequence[str | os.PathLike],
+    mode: str,
+    budget: int,
+    rung_budgets: Sequence[int] = (),
+) -> bool:
+    """Whether some trial completed the full budget with a finite metric (a best trial exists)."""
+    found = [p for p in record_paths if Path(p).exists()]
+    records = latest_per_trial(read_records(found), budget, rung_budgets)
+    return best_trial(records, mode, budget=budget) is not None
 
 
 def summary(
@@ -63,14 +87,20 @@ def summary(
     rung_budgets: Sequence[int] = (),
     top: int = 10,
 ) -> str:
-    """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs."""
+    """The end-of-run text: status counts, the top of the leaderboard, failed trials' logs.
+
+    A sweep without a usable result (no trial completed with a finite metric) says so first.
+    """
     root = Path(root)
     found = [p for p in record_paths if Path(p).exists()]
     records = latest_per_trial(read_records(found), budget, rung_budgets)
     rows = leaderboard_rows(records, mode)
     counts = {s: n for s, n in status_counts(records).items() if n}
     missing = len(record_paths) - len(found)
-    lines = [
+    lines = []
+    if best_trial(records, mode, budget=budget) is None:
+        lines.append(no_result_message(root.name, metric))
+    lines += [
         f"snakesweep: {root.name}: {len(rows)} trials ("
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + (f", {missing} not finished" if missing else "")

@@ -193,7 +193,8 @@ def plot_metric_vs_params(
         values = [r.get("params", {}).get(name) for r in shown]
         if is_numeric(values):
             xs = [float(v) for v in values]
-            scale = "log" if name in log_parameters and all(x > 0 for x in xs) else "linear"
+            # No finite metric means no points: a log axis over nothing has no range.
+            scale = "log" if name in log_parameters and xs and all(x > 0 for x in xs) else "linear"
             _numeric_axis(ax, xs, scale)
         else:
             categories = sorted({repr(v) for v in values})
@@ -233,6 +234,8 @@ def plot_metric_vs_params(
         notes.append("hollow = pruned (metric at its rung)")
     if hidden:
         notes.append(f"{hidden} trial(s) without a finite {metric} not shown")
+    if best is None:
+        notes.append(f"nothing is best: no trial completed with a finite {metric}")
     fig.suptitle("\n".join([heading, "; ".join(notes)]).strip(), fontsize="medium")
     _save(fig, path)
     return {"panels": scales, "shown": len(shown), "hidden": hidden}
@@ -248,7 +251,7 @@ def _numeric_axis(ax: Any, xs: Sequence[float], scale: str) -> None:
     distinct = sorted(set(xs))
     if 0 < len(distinct) <= 5:
         ax.xaxis.set_major_locator(FixedLocator(distinct))
-    elif scale == "log":
+    elif scale == "log" and distinct:
         decades = math.log10(max(distinct) / min(distinct))
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades < 2 else (1.0,)))
     else:

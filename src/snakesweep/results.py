@@ -7,6 +7,7 @@ ties broken by trial id so that the same results always give the same order.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -79,7 +80,9 @@ def latest_per_trial(
 
     A trial whose last record completed a budget below ``max_budget`` was not
     promoted: it is marked ``pruned``. ``rung`` is the index of the largest rung
-    budget the trial completed (None if it completed none).
+    budget the trial completed (None if it completed none). ``budget`` becomes
+    ``max_budget`` for every trial, so epochs read ``done/full`` (``1/9``) whether
+    SHA stopped the trial at a rung or ASHA's trial stopped itself.
     """
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -92,6 +95,7 @@ def latest_per_trial(
             record["status"] = "pruned"
         reached = [i for i, b in enumerate(rungs) if b <= (record.get("epochs_done") or 0)]
         record["rung"] = reached[-1] if reached else None
+        record["budget"] = max_budget
     return list(latest.values())
 
 
@@ -200,20 +204,37 @@ def format_number(value: Any) -> str:
     return str(value)
 
 
-def best_config(record: Mapping[str, Any], sweep: str, metric: str, mode: str) -> dict[str, Any]:
-    """A config overlay that re-runs exactly the best trial (``--configfile best.yaml``)."""
+def best_config(
+    record: Mapping[str, Any],
+    sweep: str,
+    metric: str,
+    mode: str,
+    sweep_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A standalone sweep config that re-runs exactly the best trial (``--configfile best.yaml``).
+
+    Everything that shaped the trial is copied from ``sweep_config`` (script, resources,
+    checkpoint, tracking, results_dir, ...); the trial's parameters become fixed values, the
+    sweep becomes a one-point grid without pruning, so the re-run trains the full budget.
+    """
     params = dict(record["params"])
     epochs = params.pop("epochs")
-    return {
-        "sweep": f"{sweep}-best",
-        "metric": metric,
-        "mode": mode,
-        "epochs": epochs,
-        "strategy": "grid",
-        "parameters": {
-            name: {"kind": "fixed", "value": value} for name, value in sorted(params.items())
-        },
-    }
+    config = copy.deepcopy(dict(sweep_config or {}))
+    config.pop("n_trials", None)
+    config.update(
+        {
+            "sweep": f"{sweep}-best",
+            "metric": metric,
+            "mode": mode,
+            "epochs": epochs,
+            "strategy": "grid",
+            "parameters": {
+                name: {"kind": "fixed", "value": value} for name, value in sorted(params.items())
+            },
+            "pruning": {"method": "none"},
+        }
+    )
+    return config
 
 
 def status_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -1,17 +1,16 @@
 """The few calls the Snakefile makes into snakesweep, with errors in Snakemake's terms.
 
-Every config problem found while the workflow is parsed or started becomes a
-``WorkflowError`` here and nowhere else, so they all read the same way and stop
-Snakemake before any job runs or any results folder exists.
+Every config problem found while the workflow is parsed or started ends the run here and
+nowhere else (:func:`fail`), so they all read the same way and stop Snakemake before any job
+runs or any results folder exists.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
-from typing import Any
-
-from snakemake.exceptions import WorkflowError
+from typing import Any, NoReturn
 
 from snakesweep.config_check import check_config, continuation_retries_problem
 from snakesweep.space import ConfigError
@@ -19,12 +18,22 @@ from snakesweep.sweep import Sweep, build_sweep
 from snakesweep.trackers import TrackerUnavailable, check_trackers
 
 
+def fail(message: str) -> NoReturn:
+    """Print ``message`` alone to stderr and exit 1.
+
+    A ``WorkflowError`` would add Snakemake's traceback lines (Snakefile, this module) under the
+    message, which tell a user nothing about their config.
+    """
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
 def check_sweep_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
-    """Fail the parse (so before any job or results folder exists) with readable config errors."""
+    """Fail the parse with readable config errors, one line per bad key."""
     try:
         check_config(config, schema_path)
     except ConfigError as error:
-        raise WorkflowError(str(error)) from None
+        fail(str(error))
 
 
 def sweep_plan(config: Mapping[str, Any]) -> Sweep:
@@ -32,7 +41,7 @@ def sweep_plan(config: Mapping[str, Any]) -> Sweep:
     try:
         return build_sweep(config)
     except ConfigError as error:
-        raise WorkflowError(f"invalid sweep config: {error}") from None
+        fail(f"invalid sweep config: {error}")
 
 
 def check_tracking(config: Mapping[str, Any]) -> None:
@@ -40,7 +49,7 @@ def check_tracking(config: Mapping[str, Any]) -> None:
     try:
         check_trackers(config.get("tracking") or {})
     except TrackerUnavailable as error:
-        raise WorkflowError(str(error)) from None
+        fail(str(error))
 
 
 def check_continuation_retries(workflow: Any, config: Mapping[str, Any]) -> None:
@@ -58,4 +67,4 @@ def check_continuation_retries(workflow: Any, config: Mapping[str, Any]) -> None
         int(settings.retries), int(config["checkpoint"]["max_continuations"])
     )
     if problem:
-        raise WorkflowError(problem)
+        fail(problem)

@@ -62,7 +62,9 @@ def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> li
                 f"use letters, digits and '_' ({NAME_PATTERN.pattern})"
             )
         if name in RESERVED_NAMES:
-            raise ConfigError(f"{key}: {name!r} is set by budget.epochs; remove it from parameters")
+            raise ConfigError(
+                f"{key}: {name!r} is set by the top-level key `epochs` (the training budget; pruning rungs set it per rung); remove it from parameters"
+            )
         entry = spec[name]
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{key}: must be a mapping with 'kind' (one of {list(KINDS)})")

@@ -90,6 +90,10 @@ class SweepStatus:
     trials: list[TrialStatus]
     #: Number of planned trials (with a config), else None.
     planned: int | None = None
+    #: Trial folders on disk that the plan does not hold (an older config of the sweep).
+    stale: list[str] = field(default_factory=list)
+    #: Where the plan came from: "--config FILE", the last run's plan.json, or None.
+    plan_source: str | None = None
     #: Trials found on disk that the config does not plan (an earlier version of the sweep).
     not_in_plan: int = 0
 
@@ -118,6 +122,8 @@ class SweepStatus:
             "time": self.time,
             "planned": self.planned,
             "not_in_plan": self.not_in_plan,
+            "stale": self.stale,
+            "plan_source": self.plan_source,
             "counts": self.counts,
             "best": asdict(best) if best else None,
             "best_from": source,
@@ -290,14 +296,16 @@ def scan_sweep(
     """
     root = Path(root)
     trials_dir = root / "trials"
-    if not root.is_dir():
+    if not root.is_dir() and planned is None:
         raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
     names = (
         sorted(p.name for p in trials_dir.iterdir() if p.is_dir()) if trials_dir.is_dir() else []
     )
     not_in_plan = 0
+    stale: list[str] = []
     if planned is not None:
-        not_in_plan = sum(1 for n in names if n not in planned)
+        stale = [n for n in names if n not in planned]
+        not_in_plan = len(stale)
         names = [n for n in names if n in planned]
     files = [read_trial_files(trials_dir / name) for name in names]
     metric, mode = metric_and_mode(files, metric, mode)
@@ -320,6 +328,7 @@ def scan_sweep(
         trials=order(trials, mode),
         planned=len(planned) if planned is not None else None,
         not_in_plan=not_in_plan,
+        stale=stale,
     )
 
 
@@ -352,7 +361,9 @@ def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]
     from snakesweep.sweep import build_sweep
 
     try:
-        config = yaml.safe_load(Path(config_path).read_text())
+        # From the open file, so a syntax error names the file as well as the line.
+        with open(config_path) as f:
+            config = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as error:
         raise StatusError(f"--config {config_path}: cannot read it: {error}") from None
     if not isinstance(config, dict):
@@ -379,8 +390,16 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
     ]
     if status.planned is None:
         lines.append("  (trials on disk only: pass --config to count the planned ones not started)")
+    elif status.plan_source:
+        lines.append(f"  (trial set of {status.plan_source})")
     if status.not_in_plan:
-        lines.append(f"  ({status.not_in_plan} other trial folders on disk are not in this config)")
+        lines.append(
+            f"  ({status.not_in_plan} STALE trial folder(s) on disk, from an older config of this "
+            "sweep, not counted: "
+            + ", ".join(status.stale[:5])
+            + (" ..." if len(status.stale) > 5 else "")
+            + ")"
+        )
     if status.metric is None or status.mode is None:
         lines.append(
             "  metric or mode unknown (no result or provenance names it yet): "
@@ -439,6 +458,24 @@ def format_status(status: SweepStatus, top: int = 20, now: float | None = None) 
         for t in shown:
             if t.state == "failed" and t.error:
                 lines.append(f"FAILED {t.trial_id}: {t.error}")
+    pending = [t for t in status.trials if t.state == "pending"]
+    if pending:
+        # One planned trial varies nothing: show all its parameters then.
+        varying = _varying_params(pending)
+        if len(pending) == 1:
+            varying = sorted(set(pending[0].params) - {"epochs"})
+        rows = [["trial_id", "epochs", *varying]]
+        for t in pending[: top or None]:
+            rows.append(
+                [
+                    t.trial_id,
+                    format_number(t.budget),
+                    *(format_number(t.params.get(p)) for p in varying),
+                ]
+            )
+        lines += ["", "pending (planned, not started):"] + ["  " + line for line in _table(rows)]
+        if top and len(pending) > top:
+            lines.append(f"  ... {len(pending) - top} more (--top 0 shows all)")
     return "\n".join(lines)
 
 

@@ -131,3 +131,21 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
         brackets=tuple(brackets),
         rung_budgets=rungs,
     )
+
+
+def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
+    """What the sweep plans when it is not simply ``n_trials`` (Hyperband), and why.
+
+    Hyperband's brackets fix the number of trials from ``epochs``, ``pruning.min_t`` and
+    ``pruning.eta``; ``n_trials`` does not enter, so the plan is said out loud at dry-run.
+    """
+    if sweep.pruning != "hyperband":
+        return None
+    pruning = config.get("pruning", {})
+    sizes = " + ".join(str(len(b.trial_ids)) for b in sweep.brackets)
+    return (
+        f"snakesweep: pruning.method 'hyperband' plans {len(sweep.trials)} trials in "
+        f"{len(sweep.brackets)} brackets ({sizes}), fixed by epochs={sweep.epochs}, "
+        f"pruning.min_t={pruning.get('min_t', 1)} and pruning.eta={sweep.eta}; "
+        f"n_trials ({config.get('n_trials', 8)}) is not used by hyperband"
+    )

@@ -52,6 +52,19 @@ def read_provenance(trial_dir: str | os.PathLike) -> dict[str, Any] | None:
     return read_json(Path(trial_dir) / PROVENANCE_FILE)
 
 
+def progress_mark(trial_dir: str | os.PathLike) -> tuple[int, int | None]:
+    """What a segment's progress is measured by: the last epoch reported, the newest checkpoint.
+
+    Two marks taken before and after a segment differ exactly when it made progress; file times
+    are used so that the launcher never has to import torch to read a checkpoint.
+    """
+    epochs = [row.get("epoch") for row in read_metrics(trial_dir)]
+    last_epoch = max((e for e in epochs if isinstance(e, int)), default=0)
+    folder = Path(trial_dir) / contract.CHECKPOINT_DIR
+    stamps = [p.stat().st_mtime_ns for p in folder.iterdir()] if folder.is_dir() else []
+    return last_epoch, max(stamps, default=None)
+
+
 def result_records(trial_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
     """The trial's result records by budget (unreadable ones left out)."""
     try:

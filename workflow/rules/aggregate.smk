@@ -17,6 +17,9 @@ rule leaderboard:
         ),
     log:
         f"{ROOT}/logs/leaderboard.log",
+    # A summary of files: deterministic, so a failure is a bug to report, not to retry
+    # (the profile's retries are for training segments).
+    retries: 0
     localrule: True
     conda:
         "../../environment.yml"
@@ -26,5 +29,6 @@ rule leaderboard:
         mode=SWEEP.mode,
         budget=SWEEP.epochs,
         rung_budgets=list(SWEEP.rung_budgets),
+        sweep_config=config,
     script:
         "../scripts/leaderboard.py"

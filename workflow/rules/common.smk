@@ -2,11 +2,17 @@
 
 import json
 import os
+import sys
 
 from snakesweep import contract
+from snakesweep.plan_file import write_plan
 from snakesweep.snakemake_glue import sweep_plan
+from snakesweep.sweep import plan_note
 
 SWEEP = sweep_plan(config)
+
+if workflow.is_main_process and plan_note(SWEEP, config):
+    print(plan_note(SWEEP, config), file=sys.stderr)
 
 ROOT = str(SWEEP.root)
 
@@ -84,16 +90,19 @@ def asha_settings():
 
 
 def print_summary():
-    """Print the top of the leaderboard at the end of a run."""
-    from snakesweep.leaderboard import summary
+    """Print the top of the leaderboard at the end of a run; exit 1 if nothing is usable.
 
-    if os.path.exists(f"{ROOT}/leaderboard.csv"):
-        text = summary(
-            final_results(None),
-            ROOT,
-            SWEEP.metric,
-            SWEEP.mode,
-            SWEEP.epochs,
-            SWEEP.rung_budgets,
-        )
-        print(text, flush=True)
+    Snakemake itself exits 0 once every job ran, failed trials included (they are recorded,
+    not job failures); a sweep in which no trial completed must not look like a success.
+    """
+    from snakesweep.leaderboard import summary, sweep_has_result
+
+    if not os.path.exists(f"{ROOT}/leaderboard.csv"):
+        return
+    records = final_results(None)
+    text = summary(
+        records, ROOT, SWEEP.metric, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets
+    )
+    print(text, flush=True)
+    if not sweep_has_result(records, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets):
+        sys.exit(1)

@@ -9,6 +9,9 @@ checkpoint promote_rung:
         f"{ROOT}/rungs/bracket{{bracket}}-rung{{rung}}.json",
     log:
         f"{ROOT}/logs/rungs/bracket{{bracket}}-rung{{rung}}.log",
+    # A summary of files: deterministic, so a failure is a bug to report, not to retry
+    # (the profile's retries are for training segments).
+    retries: 0
     localrule: True
     conda:
         "../../environment.yml"

@@ -27,6 +27,9 @@ rule plots:
         ),
     log:
         f"{ROOT}/logs/plots.log",
+    # A summary of files: deterministic, so a failure is a bug to report, not to retry
+    # (the profile's retries are for training segments).
+    retries: 0
     localrule: True
     conda:
         "../../environment.yml"

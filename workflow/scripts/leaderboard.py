@@ -16,4 +16,5 @@ with open(sm.log[0], "w") as log:
         mode=sm.params.mode,
         budget=sm.params.budget,
         rung_budgets=sm.params.rung_budgets,
+        sweep_config=sm.params.sweep_config,
     )

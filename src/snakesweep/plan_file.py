@@ -1,0 +1,36 @@
+"""``results/<sweep>/plan.json``: the trial set of the config a sweep last ran with.
+
+Written when a run starts (Snakemake's ``onstart``, never at dry-run), read by
+``snakesweep status`` without ``--config``, so that trials left on disk by an older
+config of the same sweep are known to be stale instead of being mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from snakesweep.atomic import write_json
+
+PLAN_FILE = "plan.json"
+
+
+def write_plan(
+    root: str | os.PathLike, metric: str, mode: str, trials: Mapping[str, Mapping[str, Any]]
+) -> None:
+    write_json(
+        Path(root) / PLAN_FILE,
+        {"metric": metric, "mode": mode, "trials": {t: dict(p) for t, p in trials.items()}},
+    )
+
+
+def read_plan(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The plan of the last run, or None if there is none (or it cannot be read)."""
+    try:
+        plan = json.loads((Path(root) / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and isinstance(plan.get("trials"), dict) else None
