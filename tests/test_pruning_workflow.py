@@ -143,3 +143,28 @@ def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
             survivors = decision["promoted"]
         for tid in survivors:
             assert rows[tid]["status"] == "completed" and rows[tid]["epochs_done"] == "4"
+
+
+def test_hyperband_plans_every_bracket_at_once(tmp_path):
+    """Brackets are independent: a dry run schedules each bracket's first rung, not bracket 0's only."""
+    values = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g" * 7, "h" * 8]
+    config = echo_config(
+        tmp_path,
+        values,
+        strategy="random",
+        n_trials=1,
+        epochs=4,
+        pruning={"method": "hyperband", "eta": 2, "min_t": 1},
+    )
+    sweep = build_sweep(config)
+    assert len(sweep.brackets) == 3
+    proc = run_workflow(tmp_path, config, "-n")
+    planned = set()
+    for line in proc.stdout.splitlines():
+        if "wildcards: trial_id=" in line:
+            fields = dict(kv.split("=") for kv in line.split(":", 1)[1].replace(" ", "").split(","))
+            planned.add((fields["trial_id"], int(fields["budget"])))
+    first_rungs = {(t, b.budgets[0]) for b in sweep.brackets for t in b.trial_ids}
+    assert planned == first_rungs
+    for bracket in sweep.brackets:
+        assert f"bracket{bracket.index}-records.json" in proc.stdout

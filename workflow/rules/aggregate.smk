@@ -3,7 +3,8 @@
 
 rule leaderboard:
     input:
-        final_results,
+        records=final_results,
+        brackets=bracket_summaries,
     output:
         csv=report(
             f"{ROOT}/leaderboard.csv",

@@ -55,6 +55,26 @@ def promotion_inputs(wildcards):
     return rung_records(int(wildcards.bracket), int(wildcards.rung))
 
 
+def bracket_records(wildcards):
+    """Every result record of one bracket: an undecided rung holds back only its own bracket."""
+    bracket = int(wildcards.bracket)
+    paths = []
+    for rung in range(len(SWEEP.brackets[bracket].budgets)):
+        paths += rung_records(bracket, rung)
+    return paths
+
+
+def bracket_summaries(wildcards):
+    """One summary per Hyperband bracket, so that every bracket's rungs are planned at once.
+
+    ``final_results`` stops at the first undecided rung; without these, bracket b+1 would
+    wait for bracket b's last promotion although the brackets are independent.
+    """
+    if len(SWEEP.brackets) < 2:
+        return []
+    return [f"{ROOT}/rungs/bracket{b.index}-records.json" for b in SWEEP.brackets]
+
+
 def final_results(wildcards):
     """Every result record the sweep produces: each trial at each rung it reached."""
     paths = []

@@ -24,3 +24,19 @@ checkpoint promote_rung:
         ],
     script:
         "../scripts/promote_rung.py"
+
+
+rule bracket_summary:
+    input:
+        bracket_records,
+    output:
+        f"{ROOT}/rungs/bracket{{bracket}}-records.json",
+    log:
+        f"{ROOT}/logs/rungs/bracket{{bracket}}-records.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        budgets=lambda wildcards: list(SWEEP.brackets[int(wildcards.bracket)].budgets),
+    script:
+        "../scripts/bracket_summary.py"

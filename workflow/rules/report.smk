@@ -11,7 +11,8 @@ report: "../report/workflow.rst"
 
 rule plots:
     input:
-        final_results,
+        records=final_results,
+        brackets=bracket_summaries,
     output:
         curves=report(
             f"{ROOT}/plots/learning_curves.svg",

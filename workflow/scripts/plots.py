@@ -8,7 +8,7 @@ from snakesweep.results import read_records
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:
     sys.stdout = sys.stderr = log
-    records = read_records(sm.input)
+    records = read_records(sm.input.records)
     p = sm.params
     curves = plot_learning_curves(
         records, sm.output.curves, p.metric, p.mode, title=p.curves_title, budget=p.budget
