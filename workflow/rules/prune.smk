@@ -33,6 +33,7 @@ rule bracket_summary:
         f"{ROOT}/rungs/bracket{{bracket}}-records.json",
     log:
         f"{ROOT}/logs/rungs/bracket{{bracket}}-records.log",
+    retries: 0
     localrule: True
     conda:
         "../../environment.yml"
