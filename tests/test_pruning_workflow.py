@@ -116,9 +116,10 @@ def test_asha_trials_prune_themselves_by_their_peers_at_each_rung(tmp_path):
     assert f"trial_id: {best}" in best_text
 
 
-def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
+def hyperband_echo_config(tmp_path):
+    """Three Hyperband brackets (eta 2, budgets up to 4) of the fast stand-in script."""
     values = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g" * 7, "h" * 8]
-    config = echo_config(
+    return echo_config(
         tmp_path,
         values,
         strategy="random",
@@ -126,6 +127,10 @@ def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
         epochs=4,
         pruning={"method": "hyperband", "eta": 2, "min_t": 1},
     )
+
+
+def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
+    config = hyperband_echo_config(tmp_path)
     run_workflow(tmp_path, config)
     sweep = build_sweep(config)
     root = tmp_path / "results" / "echo"
@@ -147,15 +152,7 @@ def test_hyperband_runs_every_bracket_to_the_full_budget(tmp_path):
 
 def test_hyperband_plans_every_bracket_at_once(tmp_path):
     """Brackets are independent: a dry run schedules each bracket's first rung, not bracket 0's only."""
-    values = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g" * 7, "h" * 8]
-    config = echo_config(
-        tmp_path,
-        values,
-        strategy="random",
-        n_trials=1,
-        epochs=4,
-        pruning={"method": "hyperband", "eta": 2, "min_t": 1},
-    )
+    config = hyperband_echo_config(tmp_path)
     sweep = build_sweep(config)
     assert len(sweep.brackets) == 3
     proc = run_workflow(tmp_path, config, "-n")
