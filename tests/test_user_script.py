@@ -20,6 +20,8 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, echo_config, read_leaderboard, run_workflow
 
+from snakesweep.config_check import script_problems
+
 pytestmark = pytest.mark.e2e
 
 SCRIPT = REPO / "tests" / "fixtures" / "regress_train.py"
@@ -161,13 +163,21 @@ def test_dry_run_names_a_missing_script(tmp_path):
     assert not (path / "results").exists()
 
 
-def test_dry_run_rejects_an_unreadable_script(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file; readability cannot be taken away")
+def test_dry_run_rejects_a_script_that_is_not_a_file(tmp_path):
     path = user_project(tmp_path)
-    (path / "regress_train.py").chmod(0)
-    proc = run_workflow(path, regress_config(), "-n", check=False)
-    assert proc.returncode == 1 and "is not readable" in proc.stderr
+    (path / "train_dir").mkdir()
+    proc = run_workflow(path, regress_config(script="train_dir"), "-n", check=False)
+    assert proc.returncode == 1 and "script: 'train_dir' is not a file" in proc.stderr
+
+
+def test_an_unreadable_script_is_named(tmp_path, monkeypatch):
+    """Root (CI) reads any file, so the permission answer itself is what this test sets."""
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.R_OK)
+    assert script_problems({"script": "train.py"}) == [
+        f"script: 'train.py' is not readable ({tmp_path / 'train.py'})"
+    ]
 
 
 def test_a_script_killed_at_startup_fails_at_once(tmp_path):
