@@ -53,6 +53,13 @@ CHECKPOINT_DIR = "checkpoints"
 #: root (``results/<sweep>``), which the training rule's output spells with wildcards.
 RESULT_FILE = "result-{budget}.json"
 RESULT_PATH = "trials/{trial_id}/" + RESULT_FILE
+#: Synchronous pruning's files below the sweep root: each rung's decision (scores, promoted,
+#: pruned) and each Hyperband bracket's summary; ASHA's per-trial reports live in a subfolder.
+RUNGS_DIR = "rungs"
+RUNG_DECISION_PATH = RUNGS_DIR + "/bracket{bracket}-rung{rung}.json"
+RUNG_DECISION_GLOB = RUNGS_DIR + "/bracket*-rung*.json"
+BRACKET_SUMMARY_PATH = RUNGS_DIR + "/bracket{bracket}-records.json"
+ASHA_DIR = RUNGS_DIR + "/asha"
 
 #: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
 #: the rung budgets (comma-separated epochs), eta and the minimum number of peers.

@@ -11,7 +11,7 @@ Each trial's state comes from its folder alone (see ``docs/results.md``):
   ``continue`` (the next job will continue it), or the trial completed a
   pruning rung and waits for the rung's decision or for its next job;
 * ``pruned`` also covers a trial that completed a rung below its full budget
-  (``params.epochs``) and that a rung decision (``rungs/*.json``) did not promote;
+  (``params.epochs``) and that a rung decision (``rungs/bracket*-rung*.json``) did not promote;
 * ``pending``: planned (with the sweep's config) or present on disk, but no
   segment has started.
 
@@ -173,13 +173,11 @@ def process_alive(host: str | None, pid: Any) -> bool | None:
 
 
 def rung_decisions(root: str | os.PathLike) -> set[str]:
-    """Trials that a synchronous rung decision (``rungs/*.json``) did not promote."""
+    """Trials that a synchronous rung decision (``rungs/bracket*-rung*.json``) did not promote."""
     pruned: set[str] = set()
-    rungs = Path(root) / "rungs"
-    if rungs.is_dir():
-        for path in sorted(rungs.glob("*.json")):
-            decision = read_json(path) or {}
-            pruned.update(t for t in decision.get("pruned") or [] if isinstance(t, str))
+    for path in sorted(Path(root).glob(contract.RUNG_DECISION_GLOB)):
+        decision = read_json(path) or {}
+        pruned.update(t for t in decision.get("pruned") or [] if isinstance(t, str))
     return pruned
 
 
