@@ -15,7 +15,9 @@ from conftest import REPO, run_workflow
 from test_workflow import echo_config
 
 from snakesweep import cli
-from snakesweep.status import StatusError, format_status, planned_trials, scan_sweep
+from snakesweep.status import StatusError, scan_sweep
+from snakesweep.status_config import planned_trials
+from snakesweep.status_text import format_status
 from snakesweep.sweep import build_sweep
 
 T0 = 1_700_000_000.0

@@ -17,6 +17,9 @@ Each trial's state comes from its folder alone (see ``docs/results.md``):
 
 Reading never locks or writes anything; files being written are read as they
 are (a line cut short is skipped), so the answer is at worst one epoch old.
+This module derives the states; :mod:`snakesweep.tables` turns them into pandas
+tables, :mod:`snakesweep.status_text` formats those for ``snakesweep status`` and
+:mod:`snakesweep.status_config` finds the plan (``--config`` or the last run's).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 from snakesweep import contract
 from snakesweep.jsonl import read_json
-from snakesweep.results import best_epoch, format_number, is_finite
+from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
     read_metrics,
     read_params,
@@ -78,6 +81,8 @@ class TrialStatus:
     #: For a running trial on this host: whether its job's process still exists.
     alive: bool | None = None
     error: str | None = None
+    #: The log file its newest result record names (finished trials).
+    log: str | None = None
 
 
 @dataclass
@@ -256,6 +261,7 @@ def trial_status(
         updated=files.metrics_mtime,
         alive=alive,
         error=(record or {}).get("error") if state in FINISHED else None,
+        log=(record or {}).get("log") if state in FINISHED else None,
     )
 
 
@@ -349,155 +355,6 @@ def order(trials: Iterable[TrialStatus], mode: str | None) -> list[TrialStatus]:
         group = [t for t in trials if t.state == state]
         out += ranked(group, mode) if mode else sorted(group, key=lambda t: t.trial_id)
     return out
-
-
-def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """The sweep plan of a config file: (Sweep, config). Raises StatusError if it is invalid."""
-    import yaml
-
-    from snakesweep.space import ConfigError
-    from snakesweep.sweep import build_sweep
-
-    try:
-        # From the open file, so a syntax error names the file as well as the line.
-        with open(config_path) as f:
-            config = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as error:
-        raise StatusError(f"--config {config_path}: cannot read it: {error}") from None
-    if not isinstance(config, dict):
-        raise StatusError(f"--config {config_path}: not a mapping of config keys")
-    try:
-        return build_sweep(config), config
-    except ConfigError as error:
-        raise StatusError(f"--config {config_path}: invalid sweep config: {error}") from None
-
-
-# -- text --------------------------------------------------------------------------------------
-
-
-def format_status(status: SweepStatus, top: int = 20, now: float | None = None) -> str:
-    """The status as text for a terminal: counts, best so far, running trials, leaderboard."""
-    now = status.time if now is None else now
-    metric = status.metric or "metric"
-    counts = status.counts
-    total = len(status.trials)
-    lines = [
-        f"snakesweep status: {status.root}  ({status.metric or '?'}, {status.mode or '?'})  "
-        + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
-        f"{total} trials: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
-    ]
-    if status.planned is None:
-        lines.append("  (trials on disk only: pass --config to count the planned ones not started)")
-    elif status.plan_source:
-        lines.append(f"  (trial set of {status.plan_source})")
-    if status.not_in_plan:
-        lines.append(
-            f"  ({status.not_in_plan} STALE trial folder(s) on disk, from an older config of this "
-            "sweep, not counted: "
-            + ", ".join(status.stale[:5])
-            + (" ..." if len(status.stale) > 5 else "")
-            + ")"
-        )
-    if status.metric is None or status.mode is None:
-        lines.append(
-            "  metric or mode unknown (no result or provenance names it yet): "
-            "pass --metric NAME --mode min|max, or --config"
-        )
-    best, source = status.best
-    if best is None:
-        lines.append("best so far: -")
-    else:
-        lines.append(
-            f"best so far: {best.trial_id}  {metric}={format_number(best.value)}  "
-            f"({best.state}, {best.epochs_done}/{format_number(best.budget)} epochs"
-            + (", not finished: no trial has completed yet" if source == "running" else "")
-            + ")"
-        )
-    running = [t for t in status.trials if t.state in ("running", "waiting")]
-    if running:
-        lines += ["", "running:"]
-        rows = [
-            ["trial_id", "state", "epoch", metric, "host", "slurm job", "segment for", "last epoch"]
-        ]
-        for t in running:
-            rows.append(
-                [
-                    t.trial_id,
-                    t.state + (" (no process)" if t.alive is False else ""),
-                    f"{t.epochs_done}/{format_number(t.budget)}",
-                    format_number(t.value),
-                    t.host or "-",
-                    t.slurm_job_id or "-",
-                    _ago(now, t.started) if t.state == "running" else "-",
-                    (_ago(now, t.updated) + " ago") if t.updated else "-",
-                ]
-            )
-        lines += ["  " + line for line in _table(rows)]
-    shown = [t for t in status.trials if t.state != "pending"]
-    if shown:
-        varying = _varying_params(shown)
-        rows = [["#", "trial_id", "state", metric, "best", "epochs", "segments", *varying]]
-        for position, t in enumerate(shown[: top or None], start=1):
-            rows.append(
-                [
-                    str(position),
-                    t.trial_id,
-                    t.state,
-                    format_number(t.value),
-                    format_number(t.best),
-                    f"{t.epochs_done}/{format_number(t.budget)}",
-                    str(t.segments),
-                    *(format_number(t.params.get(p)) for p in varying),
-                ]
-            )
-        lines += ["", "leaderboard:"] + ["  " + line for line in _table(rows)]
-        if top and len(shown) > top:
-            lines.append(f"  ... {len(shown) - top} more (--top 0 shows all)")
-        for t in shown:
-            if t.state == "failed" and t.error:
-                lines.append(f"FAILED {t.trial_id}: {t.error}")
-    pending = [t for t in status.trials if t.state == "pending"]
-    if pending:
-        # One planned trial varies nothing: show all its parameters then.
-        varying = _varying_params(pending)
-        if len(pending) == 1:
-            varying = sorted(set(pending[0].params) - {"epochs"})
-        rows = [["trial_id", "epochs", *varying]]
-        for t in pending[: top or None]:
-            rows.append(
-                [
-                    t.trial_id,
-                    format_number(t.budget),
-                    *(format_number(t.params.get(p)) for p in varying),
-                ]
-            )
-        lines += ["", "pending (planned, not started):"] + ["  " + line for line in _table(rows)]
-        if top and len(pending) > top:
-            lines.append(f"  ... {len(pending) - top} more (--top 0 shows all)")
-    return "\n".join(lines)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-
-
-def _varying_params(trials: Sequence[TrialStatus]) -> list[str]:
-    names = sorted({n for t in trials for n in t.params} - {"epochs"})
-    return [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
-
-
-def _ago(now: float, then: float | None) -> str:
-    if not isinstance(then, (int, float)):
-        return "-"
-    seconds = max(0, int(now - then))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _finite(value: Any) -> float | None:
