@@ -101,6 +101,8 @@ class SweepStatus:
     plan_source: str | None = None
     #: Trials found on disk that the config does not plan (an earlier version of the sweep).
     not_in_plan: int = 0
+    #: What each trial's folder holds, by trial id (read once; not part of ``to_json``).
+    files: dict[str, TrialFiles] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -225,9 +227,7 @@ def trial_status(
     ):
         state = "pruned" if files.trial_id in set(not_promoted) else "waiting"
 
-    history = files.metrics
-    if record is not None and state in FINISHED:
-        history = record.get("history") or history
+    history = epochs_of(files, state)
     epochs_done = _int(history[-1].get("epoch")) if history else 0
     value = None
     if metric and history:
@@ -263,6 +263,15 @@ def trial_status(
         error=(record or {}).get("error") if state in FINISHED else None,
         log=(record or {}).get("log") if state in FINISHED else None,
     )
+
+
+def epochs_of(files: TrialFiles, state: str) -> list[dict[str, Any]]:
+    """The per-epoch metrics a trial's state is read from: a finished trial's newest record's
+    history (metrics.jsonl may since hold another run's epochs: a Hyperband revisit), else
+    ``metrics.jsonl`` as it stands."""
+    if state in FINISHED and files.records:
+        return list(files.records[max(files.records)].get("history") or files.metrics)
+    return files.metrics
 
 
 # -- the whole sweep ---------------------------------------------------------------------------
@@ -333,6 +342,7 @@ def scan_sweep(
         planned=len(planned) if planned is not None else None,
         not_in_plan=not_in_plan,
         stale=stale,
+        files={f.trial_id: f for f in files},
     )
 
 

@@ -14,13 +14,12 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from snakesweep.status import SweepStatus, scan_sweep
-from snakesweep.trial_folder import read_metrics, read_segments, slurm_job_ids, wall_time
+from snakesweep.status import SweepStatus, epochs_of, scan_sweep
+from snakesweep.trial_folder import slurm_job_ids, wall_time
 
 #: The columns of ``trials`` before the ``params_<name>`` ones, in order.
 TRIAL_COLUMNS = (
@@ -81,7 +80,8 @@ def load(
     ``metric`` and ``mode`` default to those the sweep's records name.
     ``final`` is the metric at the trial's last epoch (a finished trial: its
     record's), ``best`` and ``best_epoch`` the best value over its epochs,
-    ``epochs`` the last epoch reported. ``trials`` (ids, or ids -> parameters)
+    ``epochs`` the last epoch reported; ``metrics`` holds the epochs these are read from
+    (a finished trial: its newest record's history). ``trials`` (ids, or ids -> parameters)
     restricts the tables to a plan; planned trials without a folder are pending.
     """
     planned = None
@@ -92,11 +92,10 @@ def load(
 
 def from_status(status: SweepStatus) -> SweepTables:
     """The tables of a scanned sweep (``status.scan_sweep``), its order kept."""
-    root = Path(status.root)
     trial_rows, metric_rows = [], []
     for trial in status.trials:
-        trial_dir = root / "trials" / trial.trial_id
-        events = read_segments(trial_dir)
+        files = status.files.get(trial.trial_id)
+        events = files.events if files else []
         trial_rows.append(
             {
                 "trial_id": trial.trial_id,
@@ -120,7 +119,7 @@ def from_status(status: SweepStatus) -> SweepTables:
                 **{PARAM_PREFIX + k: v for k, v in sorted(trial.params.items())},
             }
         )
-        for row in read_metrics(trial_dir):
+        for row in epochs_of(files, trial.state) if files else []:
             if "epoch" in row:
                 metric_rows.append({"trial_id": trial.trial_id, **row})
     best, best_from = status.best
@@ -128,8 +127,8 @@ def from_status(status: SweepStatus) -> SweepTables:
         root=status.root,
         metric=status.metric,
         mode=status.mode,
-        trials=_trials_frame(trial_rows),
-        metrics=_metrics_frame(metric_rows),
+        trials=trials_frame(trial_rows),
+        metrics=metrics_frame(metric_rows),
         time=status.time,
         best=best.trial_id if best else None,
         best_from=best_from,
@@ -139,13 +138,19 @@ def from_status(status: SweepStatus) -> SweepTables:
     )
 
 
-def _trials_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def trials_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The ``trials`` table of rows keyed by column (a column a row lacks is missing there)."""
     if not rows:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
     frame = pd.DataFrame(rows)
+    params = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+    for column in TRIAL_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame = frame[list(TRIAL_COLUMNS) + params]
     for column in INT_COLUMNS:
         frame[column] = frame[column].astype("Int64")
-    for column in (c for c in frame.columns if c.startswith(PARAM_PREFIX)):
+    for column in params:
         present = [r[column] for r in rows if r.get(column) is not None]
         # An integer parameter some trials lack stays integer (pandas would make it float).
         if len(present) < len(rows) and present and all(_is_int(v) for v in present):
@@ -154,7 +159,8 @@ def _trials_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _metrics_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def metrics_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The ``metrics`` table: ``trial_id``, ``epoch`` first, sorted by them."""
     if not rows:
         return pd.DataFrame(columns=["trial_id", "epoch"])
     frame = pd.DataFrame(rows)

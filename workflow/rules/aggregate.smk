@@ -25,6 +25,9 @@ rule leaderboard:
     conda:
         "../../environment.yml"
     params:
+        # The sweep folder the tables are read from (snakesweep.load): the outputs' folder.
+        root=lambda wildcards, output: os.path.dirname(output.csv),
+        trial_ids=list(SWEEP.trials),
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,

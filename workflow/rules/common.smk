@@ -121,10 +121,7 @@ def print_summary():
 
     if not os.path.exists(f"{ROOT}/leaderboard.csv"):
         return
-    records = final_results(None)
-    text = summary(
-        records, ROOT, SWEEP.metric, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets
-    )
-    print(text, flush=True)
-    if not sweep_has_result(records, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets):
+    plan = (ROOT, list(SWEEP.trials), SWEEP.metric, SWEEP.mode, SWEEP.epochs)
+    print(summary(*plan, SWEEP.rung_budgets), flush=True)
+    if not sweep_has_result(*plan, SWEEP.rung_budgets):
         sys.exit(1)
