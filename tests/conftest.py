@@ -121,3 +121,24 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"SNAKESWEEP_REQUIRE_SLURM=1 but {reason}")
     for item in needs_slurm:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- real training processes (tests/trial_processes.py), shared by the test files that need them
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """One uninterrupted training run that interrupted ones must match bit for bit."""
+    from trial_processes import reference_run
+
+    return reference_run(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def forks():
+    """Training processes forked from a zygote that imported torch once."""
+    from trial_processes import ForkRunner
+
+    runner = ForkRunner()
+    yield runner
+    runner.close()
