@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.atomic import write_bytes
-from snakesweep.results import best_trial, is_finite
+from snakesweep.results import best_trial, format_number, is_finite
 from snakesweep.tables import SweepTables, trial_records
 
 #: Line and marker style of each trial status.
@@ -132,7 +132,7 @@ def plot_learning_curves(
                 color=BEST_COLOR,
                 linewidth=2.8,
                 marker="o",
-                label=f"best {best['trial_id']}: {metric}={best['final']:.4g}",
+                label=f"best {best['trial_id']}: {metric}={format_number(best['final'])}",
             ),
         )
     if not any(curve(r, metric)[0] for r in records):
