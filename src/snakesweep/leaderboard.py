@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from snakesweep import contract
 from snakesweep.atomic import write_bytes
 from snakesweep.results import (
     best_config,
@@ -132,5 +133,7 @@ def summary(
     for row in rows:
         if row["status"] == "failed":
             lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
-    lines.append(f"leaderboard: {root / 'leaderboard.csv'}   best config: {root / 'best.yaml'}")
+    lines.append(
+        f"leaderboard: {root / contract.LEADERBOARD_FILE}   best config: {root / contract.BEST_FILE}"
+    )
     return "\n".join(lines)

@@ -308,7 +308,7 @@ def scan_sweep(
     trials to the plan and counts those without a folder as pending.
     """
     root = Path(root)
-    trials_dir = root / "trials"
+    trials_dir = root / contract.TRIALS_DIR
     if not root.is_dir() and planned is None:
         raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
     names = (

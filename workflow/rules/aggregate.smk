@@ -7,12 +7,12 @@ rule leaderboard:
         brackets=bracket_summaries,
     output:
         csv=report(
-            f"{ROOT}/leaderboard.csv",
+            f"{ROOT}/{contract.LEADERBOARD_FILE}",
             caption="../report/leaderboard.rst",
             category="Leaderboard",
         ),
         best=report(
-            f"{ROOT}/best.yaml",
+            f"{ROOT}/{contract.BEST_FILE}",
             caption="../report/best.rst",
             category="Best trial",
         ),

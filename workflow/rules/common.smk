@@ -119,7 +119,7 @@ def print_summary():
     """
     from snakesweep.leaderboard import summary, sweep_has_result
 
-    if not os.path.exists(f"{ROOT}/leaderboard.csv"):
+    if not os.path.exists(f"{ROOT}/{contract.LEADERBOARD_FILE}"):
         return
     plan = (ROOT, list(SWEEP.trials), SWEEP.metric, SWEEP.mode, SWEEP.epochs)
     print(summary(*plan, SWEEP.rung_budgets), flush=True)
