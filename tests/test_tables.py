@@ -67,3 +67,34 @@ def test_load_of_an_empty_sweep_has_the_columns_and_no_rows(tmp_path):
     tables = snakesweep.load(root)
     assert tables.trials.empty and list(tables.trials.columns[:2]) == ["trial_id", "status"]
     assert tables.metrics.empty and list(tables.metrics.columns) == ["trial_id", "epoch"]
+
+
+def test_a_trial_two_hyperband_brackets_share_is_read_from_its_newest_record(tmp_path):
+    """Trained to 2 epochs in one bracket, then to 1 in another (its script rewrote
+    metrics.jsonl): the tables show the 2-epoch record's epochs, and no restart."""
+    root = tmp_path / "results" / "s"
+    trial_dir = root / "trials" / "aaaaaaaaaaaa"
+    run_trial(root, "aaaaaaaaaaaa", "ok", epochs=2)
+    revisit = TrialJob(
+        trial_id="aaaaaaaaaaaa",
+        trial_dir=trial_dir,
+        params={"behaviour": "ok", "epochs": 2},
+        script=str(ECHO),
+        budget=1,
+        metric="score",
+        mode="max",
+        result_path=result_path(trial_dir, 1),
+        log_path=root / "logs" / "aaaaaaaaaaaa-1ep.log",
+    )
+    assert run_segment(revisit) == 0
+    tables = snakesweep.load(root, trials=["aaaaaaaaaaaa"])
+    (row,) = tables.trials.to_dict("records")
+    assert (row["status"], row["final"], row["epochs"]) == ("completed", 4.0, 2)
+    assert (row["segments"], row["restarts"]) == (2, 0)
+    assert list(tables.metrics["epoch"]) == [1, 2]
+    assert str(tables.trials["epochs"].dtype) == "Int64"
+    # a planned trial without a folder is pending; one on disk but not planned is left out
+    planned = snakesweep.load(root, trials=["bbbbbbbbbbbb"]).trials
+    assert planned[["trial_id", "status"]].to_dict("records") == [
+        {"trial_id": "bbbbbbbbbbbb", "status": "pending"}
+    ]
