@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from snakesweep.status import SweepStatus, epochs_of, scan_sweep
+from snakesweep.status import FINISHED, SweepStatus, epochs_of, scan_sweep
 from snakesweep.trial_folder import slurm_job_ids, wall_time
 
 #: The columns of ``trials`` before the ``params_<name>`` ones, in order.
@@ -196,8 +196,6 @@ def trial_records(
     ``done/full``), ``rung`` (index of the largest of ``rung_budgets`` reached),
     ``wall_time_s``, ``restarts``, ``params``, ``error``, ``log`` and ``history``.
     """
-    from snakesweep.status import FINISHED
-
     states = set(FINISHED if states is None else states)
     history: dict[str, list[dict[str, Any]]] = {}
     for row in rows(tables.metrics):
