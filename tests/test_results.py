@@ -5,9 +5,8 @@ import csv
 import math
 
 import pytest
-from conftest import REPO
+from conftest import run_echo_trial
 
-from snakesweep.launch import TrialJob, run_segment
 from snakesweep.leaderboard import finished_trials, summary, sweep_has_result, write_leaderboard
 from snakesweep.results import (
     best_config,
@@ -19,9 +18,6 @@ from snakesweep.results import (
     status_counts,
     write_csv,
 )
-from snakesweep.trial_folder import result_path
-
-ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
 
 
 def rec(tid, status, final, epochs_done=3, **extra):
@@ -120,30 +116,13 @@ def test_best_config_fixes_the_parameters_and_drops_pruning():
     assert sweep_config["pruning"] == {"method": "sha"}  # the sweep's own config is untouched
 
 
-def run_trial(root, trial_id, behaviour, epochs=2):
-    trial_dir = root / "trials" / trial_id
-    job = TrialJob(
-        trial_id=trial_id,
-        trial_dir=trial_dir,
-        params={"behaviour": behaviour, "epochs": epochs},
-        script=str(ECHO),
-        budget=epochs,
-        metric="score",
-        mode="max",
-        result_path=result_path(trial_dir, epochs),
-        log_path=root / "logs" / f"{trial_id}-{epochs}ep.log",
-    )
-    assert run_segment(job) == 0
-    return job
-
-
 @pytest.fixture
 def small_sweep(tmp_path):
     """Three trials trained by the real launcher; a fourth folder from an older config."""
     root = tmp_path / "results" / "s"
-    jobs = {b: run_trial(root, t, b) for t, b in [("a" * 12, "ok"), ("b" * 12, "good")]}
-    jobs["crash"] = run_trial(root, "c" * 12, "crash")
-    run_trial(root, "d" * 12, "stale")
+    jobs = {b: run_echo_trial(root, t, b) for t, b in [("a" * 12, "ok"), ("b" * 12, "good")]}
+    jobs["crash"] = run_echo_trial(root, "c" * 12, "crash")
+    run_echo_trial(root, "d" * 12, "stale")
     return root, jobs
 
 
