@@ -43,7 +43,7 @@ from snakesweep.checkpoint import CORRUPT_SUFFIX, list_checkpoints, load_latest
 from snakesweep.contract import ENV_SEGMENT_SECONDS
 from snakesweep.launch import TrialJob, run_segment
 from snakesweep.session import STOP_SIGNALS, TrialSession
-from snakesweep.trial_folder import read_segments
+from snakesweep.trial_folder import read_segments, read_timings
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"
@@ -715,6 +715,12 @@ def test_deadline_already_passed_saves_after_one_step(tmp_path):
     assert session.saves == [(0, 1)]
     state, _ = load_latest(tmp_path / contract.CHECKPOINT_DIR)
     assert (state["epoch"], state["position"], state["global_step"]) == (0, 1, 1)
+    # the stop's moment, from which the launcher measures the exit path; not a prior timing
+    assert read_timings(tmp_path)["stopped_at"] >= session.deadline.at()
+    model = torch.nn.Linear(3, 1)
+    resumed = CountingSession(tmp_path)
+    resumed.register(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert resumed.resume() and "stopped_at" not in resumed._prior_timings
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:

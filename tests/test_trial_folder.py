@@ -11,8 +11,10 @@ from snakesweep.launch import TrialJob
 from snakesweep.training_job import run_training_job
 from snakesweep.trial_folder import (
     count_segments,
+    exit_seconds,
     finished_end,
     pair_segments,
+    read_timings,
     result_path,
     result_records,
     segment_counts,
@@ -120,3 +122,17 @@ def test_record_status_and_provenance_agree_on_restarts_over_three_rungs(tmp_pat
     assert (record["segments"], record["restarts"]) == (3, 0)
     assert (status["segments"], status["restarts"]) == (3, 0)
     assert (provenance["n_segments"], provenance["restarts"], provenance["promotions"]) == (3, 0, 2)
+
+
+def test_the_exit_estimate_is_the_slowest_of_the_last_three_measured_exits():
+    assert exit_seconds([{"event": "start"}, {"event": "end"}]) is None
+    exits = [{"event": "exit", "exit_s": s} for s in (9.0, 0.4, 0.7, 0.5)]
+    assert exit_seconds(exits) == 0.7  # 9.0 is older than the last three
+    assert exit_seconds([*exits, {"event": "exit", "exit_s": "garbled"}]) == 0.7
+
+
+def test_timings_are_read_from_the_checkpoint_folder(tmp_path):
+    assert read_timings(tmp_path) == {}
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "timings.json").write_text('{"save_s": 0.2, "x": "y", "n": -1}')
+    assert read_timings(tmp_path) == {"save_s": 0.2}

@@ -10,6 +10,7 @@ what a failure means are decided once.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -85,6 +86,83 @@ def job_end_time(job: str, query: Callable[[str, str], str | None] = squeue_fiel
     """End time of SLURM job ``job`` as squeue reports it; ``None`` if unknown or no answer."""
     text = query(job, "%e")
     return parse_slurm_time(text) if text else None
+
+
+# -- the cluster's settings (`scontrol show config`) -------------------------------------------
+
+#: Slurm's KillWait when the cluster does not say (slurm.conf's documented default).
+DEFAULT_KILL_WAIT_S = 30.0
+#: Slurm's job credential lifetime when AuthInfo has no ``cred_expire`` (slurm.conf default).
+DEFAULT_CRED_EXPIRE_S = 120.0
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(sec|secs|seconds?|s)?$")
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """``scontrol show config``'s ``Key = value`` lines as a dict (other lines are left out)."""
+    config = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" = ")
+        key = key.strip()
+        if sep and key and " " not in key:
+            config[key] = value.strip()
+    return config
+
+
+def _seconds(value: str | None) -> float | None:
+    match = _DURATION.match(value.strip()) if value else None
+    return float(match.group(1)) if match else None
+
+
+def kill_wait_s(config: Mapping[str, str]) -> float:
+    """Seconds between Slurm's SIGTERM at a job's limit (or a requeue, scancel) and its SIGKILL."""
+    found = _seconds(config.get("KillWait"))
+    return DEFAULT_KILL_WAIT_S if found is None else found
+
+
+def cred_expire_s(config: Mapping[str, str]) -> float:
+    """The job credential lifetime (``AuthInfo=...,cred_expire=N``): Slurm holds a requeued job
+    this long + 1 s after it ended before it may start again (reason ``BeginTime``)."""
+    for part in re.split(r"[,\s]+", config.get("AuthInfo", "")):
+        name, _, value = part.partition("=")
+        if name == "cred_expire" and _seconds(value) is not None:
+            return float(_seconds(value))  # type: ignore[arg-type]
+    return DEFAULT_CRED_EXPIRE_S
+
+
+_config_cache: dict[str, str] | None = None
+
+
+def cluster_config(run: Callable[..., Any] | None = None) -> dict[str, str] | None:
+    """The cluster's settings, asked once per process (``None`` when scontrol cannot answer).
+
+    ``run`` replaces ``subprocess.run`` (tests); such answers are not cached."""
+    global _config_cache
+    if run is None and _config_cache is not None:
+        return _config_cache
+    try:
+        out = (run or subprocess.run)(
+            ["scontrol", "show", "config"],
+            capture_output=True,
+            text=True,
+            timeout=SQUEUE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    config = parse_config(out.stdout)
+    if run is None:
+        _config_cache = config
+    return config
+
+
+def kill_wait(env: Mapping[str, str]) -> float | None:
+    """KillWait of the cluster whose job we run in; ``None`` outside SLURM or without an answer."""
+    if not job_id(env):
+        return None
+    config = cluster_config()
+    return kill_wait_s(config) if config is not None else None
 
 
 # Continuing a trial in its own job (why, from the measurements in docs/slurm.md):
