@@ -51,7 +51,7 @@ def sweep(results: Path, epochs: int, margin: float | str) -> dict:
             "every_seconds": 10,
             "keep": 2,
             "deadline_margin_s": margin,
-            "max_continuations": 40,
+            "max_continuations": 20,
         },
     }
 
