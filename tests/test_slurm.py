@@ -294,6 +294,7 @@ def test_a_continuation_requeues_its_job_and_reads_as_normal(tmp_path):
     assert squeue_state(first["slurm_job_id"]) == "COMPLETED"
     log = (root / "logs" / "train" / f"{trial_id}-1ep.log").read_text()
     assert f"continues in SLURM job {first['slurm_job_id']}, requeued" in log
+    assert "could not" not in log  # requeued, and its next start set ahead of Slurm's hold
     assert log.index("stopping before the deadline") < log.index("second segment: done")
 
 

@@ -123,7 +123,15 @@ def _requeue(job: TrialJob, env: Mapping[str, str]) -> bool:
     why_not = slurm_job.requeue_own_job(env)
     if why_not is not None:
         _say(job, f"could not requeue ({why_not}); continuing in a new job")
-    return why_not is None
+        return False
+    slow = slurm_job.hasten_requeued_start(env)
+    if slow is not None:
+        config = slurm_job.cluster_config() or {}
+        hold = slurm_job.cred_expire_s(config) + 1
+        _say(
+            job, f"could not set the next start ({slow}); Slurm's requeue hold (~{hold:g}s) applies"
+        )
+    return True
 
 
 def _record_exit(job: TrialJob, requeued: bool) -> None:

@@ -176,6 +176,11 @@ def kill_wait(env: Mapping[str, str]) -> float | None:
 
 #: Set to 0 to continue through a new job (Snakemake's retries) instead.
 ENV_REQUEUE = "SNAKESWEEP_SLURM_REQUEUE"
+#: Seconds ahead that a requeued job's next start is set (``scontrol update StartTime=now+N``).
+#: Slurm holds a requeued job for ``cred_expire`` + 1 s once it has ended, unless its begin time
+#: then already lies in the future: N must outlast the job's own ending (its processes leaving on
+#: the requeue's SIGTERM, well under a second here). Too short costs the hold, never a failure.
+REQUEUE_START_DELAY_S = 3
 
 
 def requeue_own_job(env: Mapping[str, str]) -> str | None:
@@ -198,4 +203,21 @@ def requeue_own_job(env: Mapping[str, str]) -> str | None:
         return f"scontrol requeue {own}: {error}"
     if proc.returncode != 0:
         return f"scontrol requeue {own}: {(proc.stderr or proc.stdout).strip()}"
+    return None
+
+
+def hasten_requeued_start(env: Mapping[str, str]) -> str | None:
+    """Set our requeued job's next start ``REQUEUE_START_DELAY_S`` ahead instead of Slurm's hold
+    of ``cred_expire`` + 1 s (default 121 s); ``None`` on success, else why not (the hold then
+    applies: slower, nothing else). Measured on the local cluster in docs/slurm.md."""
+    own = job_id(env)
+    if not own:
+        return "not in a SLURM job"
+    command = ["scontrol", "update", f"JobId={own}", f"StartTime=now+{REQUEUE_START_DELAY_S}"]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{' '.join(command)}: {error}"
+    if proc.returncode != 0:
+        return f"{' '.join(command)}: {(proc.stderr or proc.stdout).strip()}"
     return None
