@@ -88,9 +88,10 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if args.no_requeue:
         env["SNAKESWEEP_SLURM_REQUEUE"] = "0"
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    ended_at = started_at + wall
     (work / "controller.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"snakemake failed ({proc.returncode}); see {work / 'controller.log'}")
@@ -125,6 +126,13 @@ def main() -> None:
         f"wall {wall:.1f} s, sum of segments {total:.1f} s, ratio {wall / total:.2f}x; "
         f"gaps {min(gaps, default=0):.1f}-{max(gaps, default=0):.1f} s; "
         f"'Error in rule' blocks in the controller output: {out.count('Error in rule')}"
+    )
+    span = ends[starts[-1]["segment"]]["time"] - starts[0]["time"]
+    print(
+        f"where the rest goes: controller start to the first segment "
+        f"{starts[0]['time'] - started_at:.1f} s; gaps {sum(gaps):.1f} s; last segment's end to "
+        f"the controller's exit {ended_at - ends[starts[-1]['segment']]['time']:.1f} s; "
+        f"first start to last end / sum of segments {span / total:.2f}x"
     )
     log = next((work / "results" / "cont" / "logs" / "train").glob("*.log")).read_text()
     for line in log.splitlines():
