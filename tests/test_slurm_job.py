@@ -49,3 +49,9 @@ def test_cluster_config_is_none_when_scontrol_cannot_answer():
     assert slurm_job.kill_wait_s(slurm_job.cluster_config(run=answering)) == 5.0
     # outside a SLURM job nobody asks
     assert slurm_job.kill_wait({}) is None
+
+
+def test_the_requeued_start_needs_a_job_and_a_whole_number_of_seconds():
+    assert slurm_job.hasten_requeued_start({}) == "not in a SLURM job"
+    env = {"SLURM_JOB_ID": "7", slurm_job.ENV_REQUEUE_START: "2.5"}
+    assert "is not a whole number of seconds" in slurm_job.hasten_requeued_start(env)

@@ -179,8 +179,10 @@ ENV_REQUEUE = "SNAKESWEEP_SLURM_REQUEUE"
 #: Seconds ahead that a requeued job's next start is set (``scontrol update StartTime=now+N``).
 #: Slurm holds a requeued job for ``cred_expire`` + 1 s once it has ended, unless its begin time
 #: then already lies in the future: N must outlast the job's own ending (its processes leaving on
-#: the requeue's SIGTERM, well under a second here). Too short costs the hold, never a failure.
+#: the requeue's SIGTERM, and the cluster's Epilog: 0.7 s here). Too short costs the hold, never a
+#: failure. ``SNAKESWEEP_SLURM_REQUEUE_START_S`` overrides it (a cluster with a slow Epilog).
 REQUEUE_START_DELAY_S = 3
+ENV_REQUEUE_START = "SNAKESWEEP_SLURM_REQUEUE_START_S"
 
 
 def requeue_own_job(env: Mapping[str, str]) -> str | None:
@@ -207,13 +209,17 @@ def requeue_own_job(env: Mapping[str, str]) -> str | None:
 
 
 def hasten_requeued_start(env: Mapping[str, str]) -> str | None:
-    """Set our requeued job's next start ``REQUEUE_START_DELAY_S`` ahead instead of Slurm's hold
-    of ``cred_expire`` + 1 s (default 121 s); ``None`` on success, else why not (the hold then
-    applies: slower, nothing else). Measured on the local cluster in docs/slurm.md."""
+    """Set our requeued job's next start ``REQUEUE_START_DELAY_S`` ahead (or as many seconds as
+    ``ENV_REQUEUE_START`` says) instead of Slurm's hold of ``cred_expire`` + 1 s (default 121 s);
+    ``None`` on success, else why not (the hold then applies: slower, nothing else). Measured on
+    the local cluster in docs/slurm.md."""
     own = job_id(env)
     if not own:
         return "not in a SLURM job"
-    command = ["scontrol", "update", f"JobId={own}", f"StartTime=now+{REQUEUE_START_DELAY_S}"]
+    delay = env.get(ENV_REQUEUE_START) or str(REQUEUE_START_DELAY_S)
+    if not delay.isdigit():
+        return f"{ENV_REQUEUE_START}={delay!r} is not a whole number of seconds"
+    command = ["scontrol", "update", f"JobId={own}", f"StartTime=now+{delay}"]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
