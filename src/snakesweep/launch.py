@@ -3,8 +3,9 @@
 The training script runs as a child process with its hyper-parameters as
 separate arguments (never through a shell). Its exit code decides the outcome:
 0 completed (or diverged), 76 pruned, 75 (the script saved and asked to stop):
-continue later (the job exits 75 and Snakemake's ``retries`` start the next
-segment). Death by a signal continues only if the segment made progress (a new
+continue later (a stop at a deadline requeues its own SLURM job, which starts
+again 3 s later; otherwise the job exits 75 and Snakemake's ``retries`` start
+the next segment). Death by a signal continues only if the segment made progress (a new
 epoch or a new checkpoint) or the stop was asked for (a signal passed on to the
 script); a script killed before it got anywhere (a crash at import, an OOM kill
 at the same place again) is failed at once instead of being restarted
