@@ -124,8 +124,9 @@ def cred_expire_s(config: Mapping[str, str]) -> float:
     this long + 1 s after it ended before it may start again (reason ``BeginTime``)."""
     for part in re.split(r"[,\s]+", config.get("AuthInfo", "")):
         name, _, value = part.partition("=")
-        if name == "cred_expire" and _seconds(value) is not None:
-            return float(_seconds(value))  # type: ignore[arg-type]
+        seconds = _seconds(value) if name == "cred_expire" else None
+        if seconds is not None:
+            return seconds
     return DEFAULT_CRED_EXPIRE_S
 
 

@@ -18,8 +18,9 @@ AUTO = "auto"
 EXIT_SAFETY = 2.0
 #: Seconds every auto margin keeps on top: Slurm reports end times in whole seconds.
 MARGIN_FLOOR_S = 1.0
-#: Assumed exit path until one has been measured (a trial's first stop). Measured on the local
-#: cluster: 0.3-0.6 s (docs/checkpointing.md); a slow shared file system takes longer.
+#: Assumed exit path until one has been measured (a trial's first stop). Measured: 0.17-0.23 s on
+#: the local cluster, 0.45-0.56 s without SLURM under load (docs/checkpointing.md); a slow shared
+#: file system or a loaded login node takes longer.
 DEFAULT_EXIT_S = 3.0
 
 
