@@ -9,7 +9,7 @@ start, the controller's wall time, the sum of the segments and their ratio. Targ
 1.2x. ``--no-requeue`` continues through new jobs (Snakemake's retries) as before
 snakesweep requeued its own jobs (``SNAKESWEEP_SLURM_REQUEUE=0``).
 
-    .venv/bin/python bench/slurm_continuations.py [--epochs 60] [--margin 15] [--no-requeue]
+    .venv/bin/python bench/slurm_continuations.py [--epochs 60] [--margin auto|SECONDS] [--no-requeue]
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from snakesweep.stop_policy import parse_margin
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(results: Path, epochs: int, margin: float) -> dict:
+def sweep(results: Path, epochs: int, margin: float | str) -> dict:
     return {
         "sweep": "cont",
         "results_dir": str(results),
@@ -49,7 +51,7 @@ def sweep(results: Path, epochs: int, margin: float) -> dict:
             "every_seconds": 10,
             "keep": 2,
             "deadline_margin_s": margin,
-            "max_continuations": 40,
+            "max_continuations": 20,
         },
     }
 
@@ -57,7 +59,9 @@ def sweep(results: Path, epochs: int, margin: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--margin", type=float, default=15)
+    parser.add_argument(
+        "--margin", type=parse_margin, default="auto", help="deadline_margin_s: auto or seconds"
+    )
     parser.add_argument("--no-requeue", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="snakesweep-cont-"))
@@ -84,9 +88,10 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if args.no_requeue:
         env["SNAKESWEEP_SLURM_REQUEUE"] = "0"
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    ended_at = started_at + wall
     (work / "controller.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         sys.exit(f"snakemake failed ({proc.returncode}); see {work / 'controller.log'}")
@@ -94,8 +99,9 @@ def main() -> None:
     events = [json.loads(x) for x in (trial / "segments.jsonl").read_text().splitlines() if x]
     starts = [e for e in events if e["event"] == "start"]
     ends = {e["segment"]: e for e in events if e["event"] == "end"}
+    exits = {e["segment"]: e for e in events if e["event"] == "exit"}
     total, gaps = 0.0, []
-    print(f"{'segment':>7} {'job':>6} {'length s':>9} {'gap before s':>13}  outcome")
+    print(f"{'segment':>7} {'job':>6} {'length s':>9} {'gap before s':>13} {'exit s':>7}  outcome")
     for i, s in enumerate(starts):
         end = ends[s["segment"]]
         length = end["time"] - s["time"]
@@ -104,13 +110,16 @@ def main() -> None:
         if gap is not None:
             gaps.append(gap)
         shown = f"{gap:.1f}" if gap is not None else "-"
+        exit_s = exits.get(s["segment"], {}).get("exit_s")
+        exit_shown = f"{exit_s:.2f}" if exit_s is not None else "-"
         print(
-            f"{s['segment']:>7} {s['slurm_job_id']:>6} {length:>9.1f} {shown:>13}  {end['outcome']}"
+            f"{s['segment']:>7} {s['slurm_job_id']:>6} {length:>9.1f} {shown:>13} {exit_shown:>7}"
+            f"  {end['outcome']}"
         )
     out = proc.stdout + proc.stderr
     print(
         f"mode: {'new job per continuation' if args.no_requeue else 'requeue'}; "
-        f"epochs {args.epochs}, margin {args.margin:g} s; segments {len(starts)} in "
+        f"epochs {args.epochs}, margin {args.margin}; segments {len(starts)} in "
         f"{len({s['slurm_job_id'] for s in starts})} SLURM job id(s)"
     )
     print(
@@ -118,6 +127,17 @@ def main() -> None:
         f"gaps {min(gaps, default=0):.1f}-{max(gaps, default=0):.1f} s; "
         f"'Error in rule' blocks in the controller output: {out.count('Error in rule')}"
     )
+    span = ends[starts[-1]["segment"]]["time"] - starts[0]["time"]
+    print(
+        f"where the rest goes: controller start to the first segment "
+        f"{starts[0]['time'] - started_at:.1f} s; gaps {sum(gaps):.1f} s; last segment's end to "
+        f"the controller's exit {ended_at - ends[starts[-1]['segment']]['time']:.1f} s; "
+        f"first start to last end / sum of segments {span / total:.2f}x"
+    )
+    log = next((work / "results" / "cont" / "logs" / "train").glob("*.log")).read_text()
+    for line in log.splitlines():
+        if "cannot fit another step" in line:
+            print(f"  stop: {line.strip()}")
     print(f"work folder: {work}")
 
 

@@ -88,6 +88,11 @@ CASES = [
         ["parameters.lr.kind", "cannot be enumerated by strategy 'grid'"],
     ),
     (
+        "deadline-margin-neither-number-nor-auto",
+        demo_config(checkpoint={"deadline_margin_s": "soon"}),
+        ["checkpoint.deadline_margin_s", "'soon' is not of type number", "'auto' was expected"],
+    ),
+    (
         "epochs-as-parameter",
         with_param("epochs", {"kind": "choice", "values": [1, 2]}),
         ["parameters.epochs", "budget"],

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 
 import pytest
+import torch
 from trial_processes import (
     RESUMED,
     STOPPED,
@@ -23,6 +24,7 @@ from snakesweep.checkpoint import load_latest
 from snakesweep.contract import ENV_DEADLINE
 from snakesweep.deadline import REFRESH_SECONDS, Deadline
 from snakesweep.slurm_job import job_end_time, parse_slurm_time, squeue_field
+from snakesweep.trial_folder import read_timings
 
 
 def test_parse_slurm_time():
@@ -214,13 +216,22 @@ def test_deadline_shorter_than_training_over_several_segments(reference, forks, 
     assert_matches_reference(trial, reference)
 
 
-def test_first_save_time_is_measured_not_guessed(tmp_path):
-    """A deadline closer than the default save guess (1 s) + margin, but far enough for the
-    training: the session saves once to measure, then goes on instead of stopping."""
-    from snakesweep.deadline import Deadline
+class AlwaysAhead(Deadline):
+    """A deadline that stays ``ahead_s`` away however long the training takes, so what the
+    session decides never depends on the machine's speed."""
 
-    deadline = Deadline(explicit=time.time() + 0.9)
-    session = CountingSession(tmp_path, deadline=deadline, margin_s=0, max_overhead=None)
+    def __init__(self, ahead_s: float) -> None:
+        super().__init__(explicit=time.time() + ahead_s)
+        self.ahead_s = ahead_s
+
+    def at(self) -> float:
+        return time.time() + self.ahead_s
+
+
+def test_first_save_time_is_measured_not_guessed(tmp_path):
+    """A deadline always closer than the default save guess (1 s) + margin, but far enough for
+    a measured save: the session saves once to measure, then goes on instead of stopping."""
+    session = CountingSession(tmp_path, deadline=AlwaysAhead(0.9), margin_s=0, max_overhead=None)
     tiny_training(session, epochs=2, n_items=40, batch=4)  # exits 75 if it stops: fails
     assert session.saves == [(0, 1), (1, 10), (2, 20)]
 
@@ -235,3 +246,9 @@ def test_deadline_already_passed_saves_after_one_step(tmp_path):
     assert session.saves == [(0, 1)]
     state, _ = load_latest(tmp_path / contract.CHECKPOINT_DIR)
     assert (state["epoch"], state["position"], state["global_step"]) == (0, 1, 1)
+    # the stop's moment, from which the launcher measures the exit path; not a prior timing
+    assert read_timings(tmp_path)["stopped_at"] >= session.deadline.at()
+    model = torch.nn.Linear(3, 1)
+    resumed = CountingSession(tmp_path)
+    resumed.register(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert resumed.resume() and "stopped_at" not in resumed._prior_timings

@@ -6,6 +6,7 @@ import yaml
 from conftest import REPO
 
 from snakesweep.launch import TrialJob
+from snakesweep.session import TrialSession
 from snakesweep.sweep import build_sweep
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -29,6 +30,11 @@ def test_trial_job_defaults_are_the_schemas_checkpoint_defaults():
         "deadline_margin_s": fields["deadline_margin_s"],
         "max_continuations": fields["max_continuations"],
     }
+
+
+def test_a_session_by_hand_derives_its_deadline_margin_like_the_schema_default():
+    assert schema_defaults("checkpoint")["deadline_margin_s"] == "auto"
+    assert TrialSession(handle_signals=False, verbose=False).margin_s == "auto"
 
 
 def test_build_sweep_fallbacks_are_the_schemas_defaults():

@@ -268,3 +268,42 @@ def test_run_segment_continues_a_trial_over_segments(reference, tmp_path):
     ends = [e for e in read_segments(job.trial_dir) if e["event"] == "end"]
     assert [e["exit_code"] for e in ends] == codes[:-1] + [0]
     assert_matches_reference(job.trial_dir, reference)
+
+
+def test_a_deadline_stops_exit_time_is_measured_and_reaches_the_next_segment(tmp_path):
+    """The exit path runs from the session's stop (``stopped_at`` in its timings file) to the
+    launcher's end; the next segment's script gets the measured figure for its auto margin. A
+    script that exits 75 without a session's stop (no ``stopped_at``) measures nothing."""
+    job = _job_running(
+        tmp_path,
+        """
+        import json, os, sys, time
+        from pathlib import Path
+        trial = Path(os.environ["SNAKESWEEP_TRIAL_DIR"])
+        print("margin", os.environ["SNAKESWEEP_DEADLINE_MARGIN"])
+        print("exit_s", os.environ.get("SNAKESWEEP_EXIT_SECONDS", "unset"))
+        runs = trial / "runs"
+        n = len(runs.read_text()) if runs.exists() else 0
+        runs.write_text("x" * (n + 1))
+        if n == 0:  # stops as TrialSession does at a deadline
+            (trial / "checkpoints").mkdir()
+            timings = {"save_s": 0.1, "stopped_at": time.time()}
+            (trial / "checkpoints" / "timings.json").write_text(json.dumps(timings))
+            sys.exit(75)
+        if n == 1:  # exits 75 by itself
+            sys.exit(75)
+        (trial / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "score": 0.5}) + "\\n")
+        """,
+    )
+    assert run_segment(job, env={}) == contract.EXIT_CONTINUE
+    assert run_segment(job, env={}) == contract.EXIT_CONTINUE
+    assert run_segment(job, env={}) == 0
+    events = [json.loads(x) for x in (job.trial_dir / "segments.jsonl").read_text().splitlines()]
+    (exit_event,) = [e for e in events if e["event"] == "exit"]
+    assert exit_event["segment"] == 1 and exit_event["requeued"] is False
+    end_1 = next(e for e in events if e["event"] == "end" and e["segment"] == 1)
+    assert exit_event["exit_s"] > 0 and exit_event["time"] >= end_1["time"]
+    log = job.log_path.read_text()
+    assert log.count("margin auto") == 3
+    assert log.count(f"exit_s {exit_event['exit_s']}") == 2  # segments 2 and 3
+    assert "exit_s unset" in log.split("segment 2")[0]

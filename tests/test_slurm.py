@@ -58,12 +58,13 @@ def records(root: Path, budget: int) -> dict[str, dict]:
 
 
 def segments(root: Path, trial_id: str) -> list[dict]:
-    """Segments of a trial: start events merged with their end events (if any)."""
+    """Segments of a trial: start events merged with their end and exit events (if any)."""
     path = root / "trials" / trial_id / "segments.jsonl"
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     ends = {e["segment"]: e for e in events if e["event"] == "end"}
+    exits = {e["segment"]: e for e in events if e["event"] == "exit"}
     return [
-        {**start, "end": ends.get(start["segment"])}
+        {**start, "end": ends.get(start["segment"]), "exit": exits.get(start["segment"])}
         for start in events
         if start["event"] == "start"
     ]
@@ -293,6 +294,7 @@ def test_a_continuation_requeues_its_job_and_reads_as_normal(tmp_path):
     assert squeue_state(first["slurm_job_id"]) == "COMPLETED"
     log = (root / "logs" / "train" / f"{trial_id}-1ep.log").read_text()
     assert f"continues in SLURM job {first['slurm_job_id']}, requeued" in log
+    assert "could not" not in log  # requeued, and its next start set ahead of Slurm's hold
     assert log.index("stopping before the deadline") < log.index("second segment: done")
 
 
@@ -391,6 +393,9 @@ def test_a_trial_longer_than_its_time_limit_continues_in_its_requeued_job(long_s
         assert before["end"]["time"] - before["time"] < 60
         # ... and continued in the same job, requeued: the controller saw no failure.
         assert after["slurm_job_id"] == before["slurm_job_id"]
+        # Its exit path (stop to requeue) was measured for the auto margin of the next ones.
+        assert before["exit"]["requeued"] is True and before["exit"]["exit_s"] > 0
+    assert segs[-1]["exit"] is None
     assert segs[-1]["end"]["outcome"] == "completed"
     assert record["restarts"] == len(segs) - 1 >= 1
     assert record["slurm_job_ids"] == [segs[0]["slurm_job_id"]]

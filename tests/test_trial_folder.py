@@ -15,11 +15,13 @@ from snakesweep.trial_folder import (
     append_metrics,
     append_segment_event,
     count_segments,
+    exit_seconds,
     finished_end,
     pair_segments,
     read_metrics,
     read_params,
     read_segments,
+    read_timings,
     result_path,
     result_records,
     segment_counts,
@@ -161,3 +163,17 @@ def test_record_status_and_provenance_agree_on_restarts_over_three_rungs(tmp_pat
     # and the pandas tables, which the leaderboard is made from
     trials = snakesweep.load(root).trials
     assert (trials["segments"][0], trials["restarts"][0]) == (3, 0)
+
+
+def test_the_exit_estimate_is_the_slowest_of_the_last_three_measured_exits():
+    assert exit_seconds([{"event": "start"}, {"event": "end"}]) is None
+    exits = [{"event": "exit", "exit_s": s} for s in (9.0, 0.4, 0.7, 0.5)]
+    assert exit_seconds(exits) == 0.7  # 9.0 is older than the last three
+    assert exit_seconds([*exits, {"event": "exit", "exit_s": "garbled"}]) == 0.7
+
+
+def test_timings_are_read_from_the_checkpoint_folder(tmp_path):
+    assert read_timings(tmp_path) == {}
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "timings.json").write_text('{"save_s": 0.2, "x": "y", "n": -1}')
+    assert read_timings(tmp_path) == {"save_s": 0.2}

@@ -25,8 +25,13 @@ ENV_TRIAL_ID = "SNAKESWEEP_TRIAL_ID"
 ENV_STOP_AT_EPOCH = "SNAKESWEEP_STOP_AT_EPOCH"
 #: Unix time (seconds) by which the segment must have saved and exited.
 ENV_DEADLINE = "SNAKESWEEP_DEADLINE"
-#: Seconds kept free before the deadline for the final save and exit.
+#: Seconds kept free before the deadline for the final save and exit, or ``auto``.
 ENV_DEADLINE_MARGIN = "SNAKESWEEP_DEADLINE_MARGIN"
+#: Seconds the trial's last measured exits took (stop decision to the job's requeue), for
+#: the ``auto`` margin; unset until one was measured.
+ENV_EXIT_SECONDS = "SNAKESWEEP_EXIT_SECONDS"
+#: The cluster's KillWait (seconds from SIGTERM to SIGKILL), for the ``auto`` margin.
+ENV_KILL_WAIT = "SNAKESWEEP_KILL_WAIT"
 #: Checkpoint every N optimizer steps (0: off).
 ENV_CHECKPOINT_EVERY_STEPS = "SNAKESWEEP_CHECKPOINT_EVERY_STEPS"
 #: Checkpoint every T seconds of training (0: off).
@@ -49,6 +54,8 @@ PARAMS_FILE = "params.json"
 SEGMENTS_FILE = "segments.jsonl"
 PROVENANCE_FILE = "provenance.json"
 CHECKPOINT_DIR = "checkpoints"
+#: Measured timings (step, epoch end, save, the last stop's time), in the checkpoint folder.
+TIMINGS_FILE = "timings.json"
 #: The result record of a trial at a budget, in its folder; and its path below the sweep
 #: root (``results/<sweep>``), which the training rule's output spells with wildcards.
 RESULT_FILE = "result-{budget}.json"

@@ -3,8 +3,9 @@
 The training script runs as a child process with its hyper-parameters as
 separate arguments (never through a shell). Its exit code decides the outcome:
 0 completed (or diverged), 76 pruned, 75 (the script saved and asked to stop):
-continue later (the job exits 75 and Snakemake's ``retries`` start the next
-segment). Death by a signal continues only if the segment made progress (a new
+continue later (a stop at a deadline requeues its own SLURM job, which starts
+again 3 s later; otherwise the job exits 75 and Snakemake's ``retries`` start
+the next segment). Death by a signal continues only if the segment made progress (a new
 epoch or a new checkpoint) or the stop was asked for (a signal passed on to the
 script); a script killed before it got anywhere (a crash at import, an OOM kill
 at the same place again) is failed at once instead of being restarted
@@ -31,10 +32,12 @@ from snakesweep.atomic import write_bytes
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
     append_segment_event,
+    exit_seconds,
     finished_end,
     progress_mark,
     read_metrics,
     read_segments,
+    read_timings,
     segment_counts,
     segment_end,
     segment_start,
@@ -72,7 +75,7 @@ class TrialJob:
     every_seconds: float = 60.0
     keep: int = 2
     epoch_end_max_overhead: float | None = 0.01
-    deadline_margin_s: float = 30.0
+    deadline_margin_s: float | str = "auto"
     max_continuations: int = 20
     python: str = field(default_factory=lambda: sys.executable)
 
@@ -103,15 +106,56 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     signals: list[int] = []
     with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
         code = _run_segment_locked(job, env, signals)
-    own_job = slurm_job.job_id(env)
-    if code == contract.EXIT_CONTINUE and not signals and own_job:
+    if code == contract.EXIT_CONTINUE and not signals:
         # Stopped by itself before the job's end (a deadline), not by Slurm or a user: continue
         # in this same job, requeued, rather than through the controller (slurm_job.requeue_own_job).
-        _say(job, f"continues in SLURM job {own_job}, requeued")
-        why_not = slurm_job.requeue_own_job(env)
-        if why_not is not None:
-            _say(job, f"could not requeue ({why_not}); continuing in a new job")
+        # Slurm answers a requeue with SIGTERM to the whole job: ignored here, so that the time the
+        # exit took (the auto margin's input) is still recorded.
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            requeued = _requeue(job, env)
+            _record_exit(job, requeued)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return code
+
+
+def _requeue(job: TrialJob, env: Mapping[str, str]) -> bool:
+    """Requeue our own SLURM job for the next segment; whether it was."""
+    own_job = slurm_job.job_id(env)
+    if not own_job:
+        return False
+    _say(job, f"continues in SLURM job {own_job}, requeued")
+    why_not = slurm_job.requeue_own_job(env)
+    if why_not is not None:
+        _say(job, f"could not requeue ({why_not}); continuing in a new job")
+        return False
+    slow = slurm_job.hasten_requeued_start(env)
+    if slow is not None:
+        config = slurm_job.cluster_config() or {}
+        hold = slurm_job.cred_expire_s(config) + 1
+        _say(
+            job, f"could not set the next start ({slow}); Slurm's requeue hold (~{hold:g}s) applies"
+        )
+    return True
+
+
+def _record_exit(job: TrialJob, requeued: bool) -> None:
+    """Append how long the exit path took, from the session's stop (``stopped_at`` in its
+    timings) to now: the ``auto`` deadline margin of the next segments is derived from it."""
+    stopped = read_timings(job.trial_dir).get("stopped_at")
+    starts = [e for e in read_segments(job.trial_dir) if e.get("event") == "start"]
+    if stopped is None or not starts or stopped < starts[-1].get("time", 0.0):
+        return  # this segment's script stopped without a TrialSession's stop: nothing measured
+    now = time.time()
+    event = {
+        "event": "exit",
+        "segment": starts[-1].get("segment"),
+        "time": now,
+        "exit_s": round(now - stopped, 3),
+        "requeued": requeued,
+    }
+    append_segment_event(job.trial_dir, event)
 
 
 def _say(job: TrialJob, message: str) -> None:
@@ -256,12 +300,18 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
             contract.ENV_CHECKPOINT_EVERY_SECONDS: str(job.every_seconds),
             contract.ENV_CHECKPOINT_KEEP: str(job.keep),
             contract.ENV_CHECKPOINT_MAX_OVERHEAD: str(job.epoch_end_max_overhead).lower(),
-            contract.ENV_DEADLINE_MARGIN: str(job.deadline_margin_s),
+            contract.ENV_DEADLINE_MARGIN: str(job.deadline_margin_s).lower(),
             contract.ENV_METRIC: job.metric,
             contract.ENV_MODE: job.mode,
             "PYTHONUNBUFFERED": "1",
         }
     )
+    measured_exit = exit_seconds(read_segments(job.trial_dir))
+    if measured_exit is not None:
+        child[contract.ENV_EXIT_SECONDS] = str(measured_exit)
+    kill_wait = slurm_job.kill_wait(env)
+    if kill_wait is not None:
+        child[contract.ENV_KILL_WAIT] = str(kill_wait)
     child.setdefault("OMP_NUM_THREADS", str(job.threads))
     child.setdefault("MKL_NUM_THREADS", str(job.threads))
     if env.get(contract.ENV_SEGMENT_SECONDS) and not env.get(contract.ENV_DEADLINE):

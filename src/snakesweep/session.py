@@ -40,17 +40,17 @@ from snakesweep.asha import AshaRungs
 from snakesweep.atomic import remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
-from snakesweep.jsonl import read_json
 from snakesweep.results import format_number
-from snakesweep.stop_policy import StopPolicy
-from snakesweep.trial_folder import append_metrics, metrics_bytes, write_metrics
+from snakesweep.stop_policy import StopPolicy, parse_margin
+from snakesweep.trial_folder import append_metrics, metrics_bytes, read_timings, write_metrics
 
 #: Signals that ask the trial to save at the next step boundary and continue later.
 #: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 #: Measured timings (step, epoch end, save) for the next segment, beside the checkpoints: a
-#: checkpoint cannot hold the duration of its own save.
-TIMINGS_FILE = "timings.json"
+#: checkpoint cannot hold the duration of its own save. A stop adds its time (``stopped_at``)
+#: for the launcher, which measures the exit path from there (``snakesweep.launch``).
+TIMINGS_FILE = contract.TIMINGS_FILE
 #: Assumed save time until one has been measured.
 DEFAULT_SAVE_SECONDS = 1.0
 
@@ -79,7 +79,9 @@ class TrialSession:
         every_seconds: float = 0.0,
         keep: int = 2,
         deadline: Deadline | None = None,
-        margin_s: float = 30.0,
+        margin_s: float | str = "auto",
+        exit_s: float | None = None,
+        kill_wait_s: float | None = None,
         data_seed: int = 0,
         handle_signals: bool = True,
         verbose: bool = True,
@@ -89,7 +91,12 @@ class TrialSession:
         #: Largest share of training time that saves at epoch ends may take (None: save at
         #: every epoch end). The last epoch, stops and periodic saves are not affected.
         #: The cost model: when to stop before the deadline, whether an epoch end saves.
-        self.stop_policy = StopPolicy(margin_s=margin_s, max_overhead=max_overhead)
+        self.stop_policy = StopPolicy(
+            margin_s=parse_margin(margin_s),
+            max_overhead=max_overhead,
+            exit_s=exit_s,
+            kill_wait_s=kill_wait_s,
+        )
         self.stop_at_epoch = stop_at_epoch
         self.every_steps = every_steps
         self.every_seconds = every_seconds
@@ -127,12 +134,13 @@ class TrialSession:
                 signal.signal(sig, self._on_signal)
 
     @property
-    def margin_s(self) -> float:
+    def margin_s(self) -> float | str:
+        """The deadline margin in seconds, or ``"auto"`` (``stop_policy.auto_margin``)."""
         return self.stop_policy.margin_s
 
     @margin_s.setter
-    def margin_s(self, value: float) -> None:
-        self.stop_policy.margin_s = value
+    def margin_s(self, value: float | str) -> None:
+        self.stop_policy.margin_s = parse_margin(value)
 
     @property
     def max_overhead(self) -> float | None:
@@ -159,7 +167,9 @@ class TrialSession:
             "keep": _env_int(env, contract.ENV_CHECKPOINT_KEEP) or 2,
             "max_overhead": _env_overhead(env),
             "deadline": Deadline(env=env),
-            "margin_s": _env_float(env, contract.ENV_DEADLINE_MARGIN, 30.0),
+            "margin_s": env.get(contract.ENV_DEADLINE_MARGIN) or "auto",
+            "exit_s": _env_optional_float(env, contract.ENV_EXIT_SECONDS),
+            "kill_wait_s": _env_optional_float(env, contract.ENV_KILL_WAIT),
         }
         kwargs.update(overrides)
         session = cls(**kwargs)
@@ -398,16 +408,16 @@ class TrialSession:
             return self._max_step_s
         return self._first_step_s or 0.0
 
-    def _write_timings(self) -> None:
+    def _write_timings(self, **extra: float) -> None:
         # A hint only: no fsync (a few ms on slow file systems), rewritten by every save.
-        write_bytes(
-            self.checkpoint_dir / TIMINGS_FILE, json.dumps(self._timings()).encode(), durable=False
-        )
+        data = {**self._timings(), **extra}
+        write_bytes(self.checkpoint_dir / TIMINGS_FILE, json.dumps(data).encode(), durable=False)
 
     def _read_timings(self) -> dict[str, float]:
         remove_stale_temps(self.checkpoint_dir, TIMINGS_FILE)
-        data = read_json(self.checkpoint_dir / TIMINGS_FILE) or {}
-        return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and v >= 0}
+        timings = read_timings(self.checkpoint_dir.parent)
+        timings.pop("stopped_at", None)  # the last stop's moment, for the launcher only
+        return timings
 
     def _save_time_unknown(self) -> bool:
         return self._max_save_s is None and "save_s" not in self._prior_timings
@@ -443,6 +453,9 @@ class TrialSession:
             "continuing in a new job"
         )
         sys.stdout.flush()
+        if self.checkpoint_dir is not None:
+            # When the exit path starts: the launcher measures from here to the job's requeue.
+            self._write_timings(stopped_at=time.time())
         # Python's final garbage collections walk every object torch & co. created: 1-2 s
         # on the way out, eaten from the deadline margin. Frozen objects are skipped (and
         # still freed); finally blocks and atexit handlers run as usual.
@@ -501,6 +514,10 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(env[name]) if env.get(name) else default
+
+
+def _env_optional_float(env: Mapping[str, str], name: str) -> float | None:
+    return float(env[name]) if env.get(name) else None
 
 
 def _env_overhead(env: Mapping[str, str]) -> float | None:

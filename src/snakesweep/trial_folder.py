@@ -3,7 +3,9 @@
 A trial folder (``<root>/trials/<trial_id>/``) holds ``params.json``,
 ``metrics.jsonl`` (one object per epoch, appended by the training script),
 ``segments.jsonl`` (a ``start`` and an ``end`` event per job segment, appended
-by the launcher), one result record per finished budget
+by the launcher, and an ``exit`` event after a segment that stopped itself at a
+deadline: how long its exit path took), ``checkpoints/timings.json`` (the
+session's measured timings), one result record per finished budget
 (``result-<budget>.json``) and ``provenance.json``. Every module that needs to
 know what these files say (the launcher, ``status``, provenance, ASHA, the
 results layer) asks this one, so that "restarts" or "finished at this budget"
@@ -119,6 +121,25 @@ def read_segments(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def read_metrics(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return read_jsonl(Path(trial_dir) / contract.METRICS_FILE)
+
+
+def read_timings(trial_dir: str | os.PathLike) -> dict[str, float]:
+    """The session's measured timings (``step_s``, ``save_s``, ``stopped_at``...); ``{}`` if none."""
+    data = read_json(Path(trial_dir) / contract.CHECKPOINT_DIR / contract.TIMINGS_FILE)
+    if not isinstance(data, Mapping):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and v >= 0}
+
+
+#: How many of a trial's last measured exits the ``auto`` margin looks at.
+EXIT_SAMPLES = 3
+
+
+def exit_seconds(events: Sequence[Mapping[str, Any]]) -> float | None:
+    """The slowest of the trial's last measured exit paths (stop decision to requeue), if any."""
+    measured = [e.get("exit_s") for e in events if e.get("event") == "exit"]
+    recent = [float(x) for x in measured if isinstance(x, int | float)][-EXIT_SAMPLES:]
+    return max(recent, default=None)
 
 
 def read_params(trial_dir: str | os.PathLike) -> dict[str, Any]:
