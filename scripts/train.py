@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     x_train, y_train, x_val, y_val = load_data(device)
     model = build_model(args.width, args.depth, args.dropout).to(device)
     # Ranks > 1: gradients averaged over the ranks; `model` (checkpointed) is the same module.
-    net = DistributedDataParallel(model) if session.world_size > 1 else model
+    net = model
+    if session.world_size > 1:
+        net = DistributedDataParallel(model)  # starts from rank 0's weights
+        torch.manual_seed(args.seed * 1000 + session.rank)  # each rank its own dropout masks
     if args.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     else:

@@ -99,9 +99,11 @@ C, P = contract.EXIT_CONTINUE, contract.EXIT_PRUNED
         ([RankEnd(1, 1), RankEnd(0, -9, killed=True)], RankEnd(1, 1)),
         # rank 0 saw its peer vanish and raised a little later: the crash that came first counts
         ([RankEnd(1, 3), RankEnd(0, 1)], RankEnd(1, 3)),
-        # a failure wins over a continue that ended before it
-        ([RankEnd(0, C), RankEnd(1, 1)], RankEnd(1, 1)),
-        # one rank SIGKILLed from outside (OOM killer): the launcher's signal rules apply
+        # rank 1 raised after the coordinated stop's save: the first ending counts
+        ([RankEnd(0, C), RankEnd(1, 1)], RankEnd(0, C)),
+        # one rank SIGKILLed from outside (OOM killer), its peer failed in a collective:
+        # the launcher's rules for a killed process apply
+        ([RankEnd(1, -9), RankEnd(0, 1)], RankEnd(1, -9)),
         ([RankEnd(1, -9), RankEnd(0, -9, killed=True)], RankEnd(1, -9)),
     ],
 )

@@ -25,7 +25,9 @@ from snakesweep import contract, slurm_job
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 #: Seconds the other ranks get to end once one rank has ended, before they are killed.
 DEFAULT_GRACE_S = 10.0
-POLL_S = 0.02
+#: How often the spawner looks at its ranks: also how close two endings may be and
+#: still be told apart in order.
+POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,12 @@ class RankEnd:
 def combine(ends: Sequence[RankEnd]) -> RankEnd:
     """The rank whose ending is the trial's, given the ranks' endings in the order they ended.
 
-    A real failure (a positive exit code other than 75/76) of any rank that ended by itself
-    wins: its error is the trial's. Otherwise the first rank to end by itself decides (75
-    after a coordinated stop, 0 done, 76 pruned, -9 when a rank was killed from outside).
-    Ranks killed by the spawner after the grace period only follow.
+    The first rank to end by itself decides: 75 after a coordinated stop, 0 done, 76
+    pruned, its error when it crashed, -9 when it was killed from outside (the launcher's
+    rules for signals then apply). The others' endings are consequences: a rank whose peer
+    vanished raises from its collective or is killed by the spawner after the grace period.
     """
     own = [e for e in ends if not e.killed]
-    for end in own:
-        if end.code > 0 and end.code not in (contract.EXIT_CONTINUE, contract.EXIT_PRUNED):
-            return end
     return own[0] if own else ends[0]
 
 
