@@ -303,5 +303,34 @@ def test_a_crashing_rank_fails_the_trial_promptly_with_its_error(tmp_path):
     assert record["segments"] == 1 and record["restarts"] == 0
 
 
+def test_asha_prunes_from_rank_0_and_stops_every_rank(tmp_path):
+    """Two better peers at rung 1: rank 0 reports once and decides, both ranks exit 76."""
+    asha = tmp_path / "asha"
+    for peer, score in (("p1", 0.99), ("p2", 0.995)):
+        (asha / "rung-1").mkdir(parents=True, exist_ok=True)
+        (asha / "rung-1" / f"{peer}.json").write_text(json.dumps({"score": score}))
+    env = base_env(
+        **{
+            contract.ENV_ASHA_DIR: asha,
+            contract.ENV_ASHA_RUNGS: "1,3",
+            contract.ENV_ASHA_ETA: 3,
+            contract.ENV_ASHA_MIN_PEERS: 2,
+        }
+    )
+    fields = job_fields(tmp_path)
+    assert Launcher(fields, env).wait() == 0
+    log = Path(fields["log_path"]).read_text()
+    assert "pruned by ASHA at epoch 1" in log
+    assert f"exit code {contract.EXIT_PRUNED} -> pruned" in log
+    assert "ranks ended with" not in log  # both ranks exited 76
+    assert sorted(p.name for p in (asha / "rung-1").iterdir()) == [
+        "ddp0.json",
+        "p1.json",
+        "p2.json",
+    ]
+    record = json.loads(Path(fields["result_path"]).read_text())
+    assert record["status"] == "pruned" and record["epochs_done"] == 1
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--launch"]:
     sys.exit(run_segment(build_job(json.loads(sys.argv[2]))))
