@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,20 +57,21 @@ class RankInfo:
         return cls(rank, local, world)
 
 
-def own_state(states: Sequence[Mapping[str, Any]] | None, info: RankInfo) -> Mapping[str, Any]:
-    """This rank's entry of a checkpoint's per-rank states (RNGs, running sums).
+def own_state(checkpoint: Mapping[str, Any], info: RankInfo) -> Mapping[str, Any]:
+    """This rank's own part of a checkpoint (``rng``, ``sums``): its entry of
+    ``checkpoint["ranks"]`` when several ranks wrote it, else the checkpoint itself.
 
     A checkpoint resumes only with the world size that saved it: each rank's generators
     are its own, and a different split of the data would train something else.
     """
+    states = checkpoint.get("ranks")
     saved = len(states) if states else 1
     if saved != info.world_size:
         raise RuntimeError(
             f"the checkpoint was saved by {saved} process(es) but this trial runs "
             f"{info.world_size}: resume it with the process layout that started it"
         )
-    assert states is not None
-    return states[info.rank]
+    return states[info.rank] if states else checkpoint
 
 
 class Ranks:

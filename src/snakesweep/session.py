@@ -216,7 +216,7 @@ class TrialSession:
             raise RuntimeError(f"checkpoint {path} has no state for {missing}")
         for name, obj in self._objects.items():
             obj.load_state_dict(state["objects"][name])
-        mine = own_state(state.get("ranks"), self.ranks.info) if self.ranks.distributed else state
+        mine = own_state(state, self.ranks.info)  # this rank's generators and sums
         _set_rng_state(mine["rng"])
         self.epoch = state["epoch"]
         self.position = state["position"]
