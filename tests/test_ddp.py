@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -262,7 +263,8 @@ def test_deadline_over_several_segments(reference, tmp_path):
         if codes[-1] == 0:
             break
         assert codes[-1] == contract.EXIT_CONTINUE, text
-        assert "cannot fit another step" in text, text
+        # rank 0 prints its own reason, or that rank 1's deadline came first
+        assert "cannot fit another step" in text or "another rank asked to stop" in text, text
         stops.append(int(STOPPED.findall(text)[-1]))
         assert steps_on_disk(trial)[0] == stops[-1]  # its last completed step is saved
         made = stops[-1] - stops[-2]
@@ -298,7 +300,9 @@ def test_a_crashing_rank_fails_the_trial_promptly_with_its_error(tmp_path):
     assert time.monotonic() - started < 120
     record = json.loads(Path(fields["result_path"]).read_text())
     assert record["status"] == "failed"
-    assert "rank 1 of 2" in record["error"], record["error"]
+    # rank 1 ends first: its error decides (should rank 0's gloo error about the vanished
+    # peer be seen in the same 5 ms poll, rank 0 is named; the traceback is in the log either way)
+    assert re.search(r"\(rank [01] of 2\) exited with code 1", record["error"]), record["error"]
     assert "deliberate failure on rank 1 at step 25" in Path(fields["log_path"]).read_text()
     assert record["segments"] == 1 and record["restarts"] == 0
 
