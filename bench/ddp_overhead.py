@@ -10,6 +10,9 @@ thread each), started like the launcher starts them (snakesweep.spawn.rank_env):
     timed is the session's step boundary alone: in 2 ranks one ``all_reduce(MAX)`` of the
     stop flag (the coordinated stop), in 1 process a plain check.
 (b) The collective alone: ``Ranks.any`` (one all_reduce of one int32).
+(d) A training step of an MLP (64-256-256-10, batch 32, Adam; DDP with 2 ranks, each
+    half the batch) in a plain loop and inside ``session.batches``: the difference is
+    what the session adds to a real step (the stop flag's ``all_reduce`` among it).
 (c) Per save: ``TrialSession.save`` of the demo model (width 32) and a bigger one (width
     1024, depth 4, Adam state: 39 MB): one process writes; in 2 ranks every rank's RNG
     state and running sums are gathered to rank 0, rank 0 writes, then a barrier.
@@ -61,6 +64,8 @@ def worker(out: Path, steps: int, saves: int) -> None:
         for _ in range(steps):
             ranks.any(False)
         results["any_us"] = (time.perf_counter() - started) / steps * 1e6
+        # (d) a real training step (DDP with 2 ranks), in a plain loop and in session.batches
+        results.update(training_steps(ranks, Path(tmp) / "train", min(steps, 600)))
         # (c) saves of two model sizes
         for name, width, depth in (("demo", 32, 2), ("big", 1024, 4)):
             layers: list[torch.nn.Module] = []
@@ -85,6 +90,52 @@ def worker(out: Path, steps: int, saves: int) -> None:
             results[f"save_{name}_ms"] = statistics.median(times) * 1e3
     if ranks.is_main:
         out.write_text(json.dumps(results))
+
+
+def training_steps(ranks, trial_dir: Path, steps: int) -> dict[str, float]:
+    """Per-step time of a small MLP's training step, without and with the session."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from snakesweep.session import TrialSession
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
+    net = DistributedDataParallel(model) if ranks.distributed else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = 32
+    x, y = torch.randn(steps * batch, 64), torch.randint(0, 10, (steps * batch,))
+
+    def train(idx: torch.Tensor) -> None:
+        idx = idx[ranks.rank :: ranks.world_size]
+        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    order = torch.randperm(steps * batch)
+    plain, session_s = [], []
+    for round_ in range(3):
+        ranks.barrier()
+        started = time.perf_counter()
+        for i in range(steps):
+            train(order[i * batch : (i + 1) * batch])
+        plain.append((time.perf_counter() - started) / steps)
+        session = TrialSession(
+            trial_dir / str(round_), handle_signals=False, verbose=False, ranks=ranks
+        )
+        ranks.barrier()
+        started = time.perf_counter()
+        for idx in session.batches(steps * batch, batch):
+            train(idx)
+        session_s.append((time.perf_counter() - started) / steps)
+    return {"train_plain_us": min(plain) * 1e6, "train_session_us": min(session_s) * 1e6}
 
 
 def run(world: int, steps: int, saves: int) -> dict[str, float]:
@@ -117,19 +168,28 @@ def main() -> None:
     for _ in range(reps):
         for world in (1, 2):
             rows[world].append(run(world, steps, saves))
-    keys = ("step_us", "any_us", "save_demo_ms", "save_big_ms")
+    keys = (
+        "step_us",
+        "any_us",
+        "train_plain_us",
+        "train_session_us",
+        "save_demo_ms",
+        "save_big_ms",
+    )
     print(f"{steps} steps, {saves} saves per case, median of {reps} run(s), OMP_NUM_THREADS=1")
-    print(f"{'':>24}{'1 process':>12}{'2 ranks':>12}{'difference':>12}")
+    print(f"{'':>28}{'1 process':>12}{'2 ranks':>12}{'difference':>12}")
     labels = {
         "step_us": "step boundary (us)",
         "any_us": "all_reduce(MAX) (us)",
+        "train_plain_us": "train step, plain (us)",
+        "train_session_us": "train step, session (us)",
         "save_demo_ms": "save, demo model (ms)",
         "save_big_ms": "save, 39 MB model (ms)",
     }
     for key in keys:
         one = statistics.median(r[key] for r in rows[1])
         two = statistics.median(r[key] for r in rows[2])
-        print(f"{labels[key]:>24}{one:>12.2f}{two:>12.2f}{two - one:>+12.2f}")
+        print(f"{labels[key]:>28}{one:>12.2f}{two:>12.2f}{two - one:>+12.2f}")
 
 
 if __name__ == "__main__":
