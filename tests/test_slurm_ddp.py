@@ -7,8 +7,10 @@ Marked ``slurm``: skipped without a cluster. LONG: ~5-8 min on the 2-core test m
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,9 @@ from test_slurm import (
     start_controller,
     wait_for,
 )
+
+from snakesweep.checkpoint import load_latest
+from snakesweep.launch import TrialJob, run_segment
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
@@ -123,3 +128,65 @@ def test_a_crashing_rank_is_recorded_failed_at_once(tmp_path):
     assert (record["segments"], record["restarts"]) == (1, 0)
     assert len(record["slurm_job_ids"]) == 1
     assert "deliberate failure on rank 1 at step 25" in Path(record["log"]).read_text()
+
+
+SRUN_JOB = """
+import os, sys, time
+from pathlib import Path
+from snakesweep import launch, spawn
+job = launch.TrialJob(
+    trial_id="srun0", trial_dir=Path({trial!r}), params={params!r}, script={train!r}, budget=2,
+    metric="val_accuracy", mode="max", result_path=Path({trial!r}) / "result-2.json",
+    log_path=Path({trial!r}) / "train.log", every_steps=7, every_seconds=0.0, processes_per_node=2,
+)
+job.trial_dir.mkdir(parents=True, exist_ok=True)
+env = launch._child_env(job, dict(os.environ), time.time())
+with open(job.log_path, "a") as log:
+    decided, ends = spawn.run_srun(launch.command_line(job), env, log, [], 2, 2, 1)
+sys.exit(decided.code)
+"""
+
+
+def test_the_multi_node_launch_path_gives_the_local_result(tmp_path):
+    """The ranks as `srun` tasks (what nodes > 1 uses; here 2 tasks on the one node), rank
+    from SLURM_PROCID and rank 0's host from scontrol: metrics equal the local spawner's."""
+    params = {"epochs": 2, "batch_size": 16, "width": 32, "dropout": 0.1, "lr": 0.01, "seed": 3}
+    train = str(REPO / "scripts" / "train.py")
+    script = tmp_path / "srun_job.py"
+    script.write_text(SRUN_JOB.format(trial=str(tmp_path / "srun"), params=params, train=train))
+    proc = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--ntasks=2",
+            "--cpus-per-task=1",
+            "--nodes=1",
+            f"--output={tmp_path / 'sbatch.out'}",
+            "--wrap",
+            f"{sys.executable} {script}",
+        ],
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (tmp_path / "sbatch.out").read_text()
+    local = TrialJob(
+        trial_id="local0",
+        trial_dir=tmp_path / "local",
+        params=params,
+        script=train,
+        budget=2,
+        metric="val_accuracy",
+        mode="max",
+        result_path=tmp_path / "local" / "result-2.json",
+        log_path=tmp_path / "local.log",
+        every_steps=7,
+        every_seconds=0.0,
+        processes_per_node=2,
+    )
+    assert run_segment(local, env={**os.environ, **ENV}) == 0
+    srun_metrics = (tmp_path / "srun" / "metrics.jsonl").read_bytes()
+    assert srun_metrics == (tmp_path / "local" / "metrics.jsonl").read_bytes()
+    state, _ = load_latest(tmp_path / "srun" / "checkpoints")
+    assert len(state["ranks"]) == 2

@@ -297,7 +297,7 @@ def _run_ranks(
         return decided.code, f"training script (rank {decided.rank} of {world})"
     if not slurm_job.job_id(env):
         raise RuntimeError(f"resources.nodes={job.nodes} needs a SLURM allocation (srun)")
-    decided, _ = spawn.run_srun(argv, env, log, signals, world, job.nodes, job.threads)
+    decided, _ = spawn.run_srun(argv, env, log, signals, world, job.processes_per_node, job.threads)
     return decided.code, f"training script ({world} srun tasks)"
 
 

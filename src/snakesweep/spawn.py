@@ -107,7 +107,7 @@ def run_srun(
     log: IO[str],
     signals: list[int],
     world: int,
-    nodes: int,
+    per_node: int,
     cpus: int,
 ) -> tuple[RankEnd, list[RankEnd]]:
     """Several nodes in a SLURM allocation: one ``srun`` task per rank, rank = SLURM_PROCID.
@@ -126,7 +126,7 @@ def run_srun(
     command = [
         "srun",
         f"--ntasks={world}",
-        f"--nodes={nodes}",
+        f"--ntasks-per-node={per_node}",  # over the allocation's nodes
         f"--cpus-per-task={cpus}",
         "--kill-on-bad-exit=1",
         *argv,
