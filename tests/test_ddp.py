@@ -336,5 +336,28 @@ def test_asha_prunes_from_rank_0_and_stops_every_rank(tmp_path):
     assert record["status"] == "pruned" and record["epochs_done"] == 1
 
 
+def test_a_two_rank_sweep_runs_through_the_workflow(tmp_path):
+    """resources.processes_per_node: 2 through Snakemake (2 cores): each trial's job spawns
+    2 ranks; records, leaderboard and 2-rank checkpoints as for any sweep."""
+    from conftest import read_leaderboard, run_workflow
+
+    config = {
+        "sweep": "ddp",
+        "results_dir": str(tmp_path / "results"),
+        "script": str(TRAIN),
+        "metric": "val_accuracy",
+        "mode": "max",
+        "epochs": 2,
+        "strategy": "grid",
+        "parameters": {"lr": {"kind": "grid", "values": [0.01, 0.003]}},
+        "resources": {"processes_per_node": 2, "cpus": 1},
+    }
+    run_workflow(tmp_path, config, env={"OMP_NUM_THREADS": "1"})
+    rows = read_leaderboard(tmp_path / "results" / "ddp")
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    for trial in (tmp_path / "results" / "ddp" / "trials").iterdir():
+        assert len(final_state(trial)["state"]["ranks"]) == 2
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--launch"]:
     sys.exit(run_segment(build_job(json.loads(sys.argv[2]))))
