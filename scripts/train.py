@@ -9,6 +9,10 @@ It is the template to copy for your own script. The contract with the workflow:
 * exit 0 when done; the session exits with 75 by itself when it checkpointed
   before a deadline or after SIGTERM, and the workflow continues the trial.
 
+With ``resources.processes_per_node: 2`` (or under ``torchrun``) it trains with
+DistributedDataParallel: gloo on CPU, NCCL on GPUs; each rank trains on its share of
+every batch (``session.shard``) and rank 0 alone writes (docs/ddp.md).
+
 By hand: ``python scripts/train.py --lr 0.01 --epochs 5`` prints metrics; add
 ``--trial-dir runs/try1`` to keep metrics and checkpoints (and resume from them).
 The data (1,797 8×8 digit images) ships inside scikit-learn: nothing is downloaded.
@@ -22,6 +26,7 @@ import os
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from snakesweep.session import TrialSession
 
@@ -73,12 +78,19 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+    # First: in a multi-process trial this joins the process group (gloo, or NCCL on GPUs).
+    session = TrialSession.from_env(args.trial_dir, data_seed=args.seed)
+    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
     amp = use_cuda and args.amp != "off"
     torch.manual_seed(args.seed)
 
     x_train, y_train, x_val, y_val = load_data(device)
     model = build_model(args.width, args.depth, args.dropout).to(device)
+    # Ranks > 1: gradients averaged over the ranks; `model` (checkpointed) is the same module.
+    net = model
+    if session.world_size > 1:
+        net = DistributedDataParallel(model)  # starts from rank 0's weights
+        torch.manual_seed(args.seed * 1000 + session.rank)  # each rank its own dropout masks
     if args.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     else:
@@ -89,16 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     loss_fn = nn.CrossEntropyLoss()
 
-    session = TrialSession.from_env(args.trial_dir, data_seed=args.seed)
     session.register(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     session.resume()
 
     for _epoch in session.epochs(args.epochs):
         model.train()
-        for idx in session.batches(len(x_train), args.batch_size):
-            idx = idx.to(device)
+        for batch in session.batches(len(x_train), args.batch_size):
+            idx = session.shard(batch).to(device)  # the whole batch in a one-process trial
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = loss_fn(model(x_train[idx]), y_train[idx])
+                loss = loss_fn(net(x_train[idx]), y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from snakesweep.layout import layout_problems
 from snakesweep.space import ConfigError
 from snakesweep.sweep import build_sweep
 
@@ -40,6 +41,7 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> N
         build_sweep(config)  # the checks a schema cannot express
     except ConfigError as error:
         messages.append(str(error))
+    messages += layout_problems(config)
     messages += script_problems(config)
     if messages:
         raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))

@@ -79,3 +79,14 @@ ENV_ASHA_DIR = "SNAKESWEEP_ASHA_DIR"
 ENV_ASHA_RUNGS = "SNAKESWEEP_ASHA_RUNGS"
 ENV_ASHA_ETA = "SNAKESWEEP_ASHA_ETA"
 ENV_ASHA_MIN_PEERS = "SNAKESWEEP_ASHA_MIN_PEERS"
+
+#: Multi-process trials (docs/ddp.md). Each rank gets torch.distributed's ``env://``
+#: variables (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) from the launcher.
+#: Seconds the other ranks get to end once one has ended, before the launcher kills them.
+ENV_RANK_GRACE_SECONDS = "SNAKESWEEP_RANK_GRACE_SECONDS"
+#: Set by the launcher of a multi-node trial: read the rank from SLURM_PROCID (srun tasks).
+ENV_RANKS_FROM_SLURM = "SNAKESWEEP_RANKS_FROM_SLURM"
+#: torch.distributed's own variables, as the launcher sets them and the session reads them.
+ENV_RANK = "RANK"
+ENV_LOCAL_RANK = "LOCAL_RANK"
+ENV_WORLD_SIZE = "WORLD_SIZE"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract, slurm_job
+from snakesweep import contract, slurm_job, spawn
 from snakesweep.atomic import write_bytes
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
@@ -48,7 +48,7 @@ from snakesweep.trial_folder import (
 )
 from snakesweep.trial_lock import TrialLock
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED_SIGNALS = spawn.FORWARDED_SIGNALS
 LOG_TAIL_LINES = 20
 
 
@@ -77,6 +77,9 @@ class TrialJob:
     epoch_end_max_overhead: float | None = 0.01
     deadline_margin_s: float | str = "auto"
     max_continuations: int = 20
+    #: Process layout (resources.processes_per_node, resources.nodes): ranks of one trial.
+    processes_per_node: int = 1
+    nodes: int = 1
     python: str = field(default_factory=lambda: sys.executable)
 
 
@@ -210,11 +213,11 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
         )
         log.flush()
         before = progress_mark(job.trial_dir)
-        returncode = _run_child(argv, child_env, log, signals)
+        returncode, who = _run_ranks(job, argv, child_env, log, signals)
         progressed = progress_mark(job.trial_dir) != before
 
         outcome, error = _classify(
-            returncode, continued, job, progressed=progressed, stop_requested=bool(signals)
+            returncode, continued, job, progressed=progressed, stop_requested=bool(signals), who=who
         )
         append_segment_event(
             job.trial_dir,
@@ -319,6 +322,23 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
     return child
 
 
+def _run_ranks(
+    job: TrialJob, argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]
+) -> tuple[int, str]:
+    """Run the script's one process, or its ranks (:mod:`snakesweep.spawn`); the exit code
+    that stands for the segment and which process it came from (for error messages)."""
+    world = job.processes_per_node * job.nodes
+    if world == 1:
+        return _run_child(argv, env, log, signals), "training script"
+    if job.nodes == 1:
+        decided, _ = spawn.run_ranks(argv, env, log, signals, world)
+        return decided.code, f"training script (rank {decided.rank} of {world})"
+    if not slurm_job.job_id(env):
+        raise RuntimeError(f"resources.nodes={job.nodes} needs a SLURM allocation (srun)")
+    decided, _ = spawn.run_srun(argv, env, log, signals, world, job.processes_per_node, job.threads)
+    return decided.code, f"training script ({world} srun tasks)"
+
+
 def _run_child(argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]) -> int:
     """Run the training script; pass stop signals on to it and wait for it to save and exit.
 
@@ -350,6 +370,7 @@ def _classify(
     *,
     progressed: bool = True,
     stop_requested: bool = False,
+    who: str = "training script",
 ) -> tuple[str, str | None]:
     if returncode == 0:
         return "completed", None
@@ -358,7 +379,7 @@ def _classify(
     if returncode < 0 and not progressed and not stop_requested:
         name = _signal_name(returncode)
         return "failed", (
-            f"training script was killed by {name} before it reported an epoch or saved a "
+            f"{who} was killed by {name} before it reported an epoch or saved a "
             "checkpoint, and no stop was asked for: not continued (a crash at startup, or an "
             f"out-of-memory kill, would repeat). {_log_tail(job.log_path)}"
         )
@@ -369,7 +390,7 @@ def _classify(
                 f"{job.max_continuations}); last segment exit code {returncode}"
             )
         return "continue", None
-    return "failed", f"training script exited with code {returncode}: {_log_tail(job.log_path)}"
+    return "failed", f"{who} exited with code {returncode}: {_log_tail(job.log_path)}"
 
 
 def _signal_name(returncode: int) -> str:

@@ -16,6 +16,11 @@ the others unless saving so often would cost more than 1 % of the training time)
 right before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
 :data:`~snakesweep.contract.EXIT_CONTINUE` so that the workflow runs another
 segment, which resumes bit for bit where this one stopped. See docs/checkpointing.md.
+
+In a multi-process trial (DDP, docs/ddp.md) every rank runs a session: the ranks agree
+on every save and stop (:mod:`snakesweep.ranks`), rank 0 alone writes checkpoints (with
+each rank's RNG state), metrics and ASHA reports, and every rank resumes from the same
+checkpoint with its own generators.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ import torch
 from snakesweep import contract
 from snakesweep.asha import AshaRungs
 from snakesweep.atomic import remove_stale_temps, write_bytes
-from snakesweep.checkpoint import load_latest, save_checkpoint
+from snakesweep.checkpoint import load_latest, read_checkpoint, save_checkpoint
 from snakesweep.deadline import Deadline
+from snakesweep.ranks import RankInfo, Ranks, own_state
 from snakesweep.results import format_number
 from snakesweep.stop_policy import StopPolicy, parse_margin
 from snakesweep.trial_folder import append_metrics, metrics_bytes, read_timings, write_metrics
@@ -86,7 +92,10 @@ class TrialSession:
         handle_signals: bool = True,
         verbose: bool = True,
         max_overhead: float | None = 0.01,
+        ranks: Ranks | None = None,
     ) -> None:
+        #: This process's rank and the collectives (identities for a one-process trial).
+        self.ranks = ranks or Ranks()
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
         #: Largest share of training time that saves at epoch ends may take (None: save at
         #: every epoch end). The last epoch, stops and periodic saves are not affected.
@@ -171,10 +180,30 @@ class TrialSession:
             "exit_s": _env_optional_float(env, contract.ENV_EXIT_SECONDS),
             "kill_wait_s": _env_optional_float(env, contract.ENV_KILL_WAIT),
         }
+        if "ranks" not in overrides:
+            kwargs["ranks"] = Ranks(RankInfo.from_env(env))
         kwargs.update(overrides)
+        kwargs["ranks"].start()  # joins the process group of a multi-process trial
         session = cls(**kwargs)
         session.asha = AshaRungs.from_env(env)
         return session
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.ranks.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes checkpoints, metrics and reports."""
+        return self.ranks.is_main
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a batch from :meth:`batches` (every ``world_size``-th item)."""
+        return batch[self.rank :: self.world_size] if self.world_size > 1 else batch
 
     def register(self, **objects: Stateful) -> None:
         """Objects whose ``state_dict`` goes into every checkpoint (model, optimizer, scheduler, scaler)."""
@@ -189,7 +218,7 @@ class TrialSession:
         """Load the newest good checkpoint, if any, into the registered objects and the RNGs."""
         if self.checkpoint_dir is None:
             return False
-        found = load_latest(self.checkpoint_dir)
+        found = self._load_latest()
         if found is None:
             self._rewrite_metrics()
             return False
@@ -199,14 +228,15 @@ class TrialSession:
             raise RuntimeError(f"checkpoint {path} has no state for {missing}")
         for name, obj in self._objects.items():
             obj.load_state_dict(state["objects"][name])
-        _set_rng_state(state["rng"])
+        mine = own_state(state, self.ranks.info)  # this rank's generators and sums
+        _set_rng_state(mine["rng"])
         self.epoch = state["epoch"]
         self.position = state["position"]
         self.global_step = state["global_step"]
         self.history = list(state["history"])
         self.data_seed = state["data_seed"]
         self._order = state["order"]
-        self._sums = {k: list(v) for k, v in state["sums"].items()}
+        self._sums = {k: list(v) for k, v in mine["sums"].items()}
         self.resumes = state["resumes"] + 1
         self.resumed_from = path
         self._prior_timings = {**(state.get("timings") or {}), **self._read_timings()}
@@ -216,6 +246,17 @@ class TrialSession:
             f"step {self.global_step} (resume #{self.resumes})"
         )
         return True
+
+    def _load_latest(self) -> tuple[dict[str, Any], Path] | None:
+        """The newest good checkpoint: rank 0 looks (setting damaged ones aside), the
+        others read the one it chose."""
+        found = load_latest(self.checkpoint_dir) if self.is_main else None
+        if not self.ranks.distributed:
+            return found
+        chosen = self.ranks.broadcast(str(found[1]) if found else None)
+        if self.is_main or chosen is None:
+            return found
+        return read_checkpoint(chosen), Path(chosen)
 
     # -- the loops ----------------------------------------------------------------------------
     def epochs(self, total: int) -> Iterator[int]:
@@ -287,10 +328,10 @@ class TrialSession:
         record = {"epoch": self.epoch, **{k: _plain(v) for k, v in merged.items()}}
         self.history.append(record)
         final = self._final_epoch is not None and self.epoch >= self._final_epoch
-        saved = final or self._periodic_due() or self._epoch_save_worth_it()
+        (saved,) = self.ranks.any(final or self._periodic_due() or self._epoch_save_worth_it())
         if saved:
             self.save()
-        if self.trial_dir is not None:
+        if self.trial_dir is not None and self.is_main:
             append_metrics(self.trial_dir, record)
         self._say(
             f"epoch {self.epoch}: "
@@ -299,7 +340,7 @@ class TrialSession:
         self._max_epoch_end_s = max(self._max_epoch_end_s or 0.0, time.monotonic() - started)
         if saved and self.checkpoint_dir is not None:
             self._write_timings()  # now with this epoch end's duration
-        if self.asha is not None and not self.asha.should_continue(self.epoch, record):
+        if self.asha is not None and self._pruned(record):
             if not saved:
                 self.save()
             self._say(f"pruned by ASHA at epoch {self.epoch}: not in the top 1/{self.asha.eta}")
@@ -312,11 +353,19 @@ class TrialSession:
         next_work = self._step_estimate()
         if self._steps_per_epoch == 1:
             next_work += self._epoch_end_estimate()
-        reason = self._stop_reason(next_work_s=next_work)
+        reason = self._agreed_stop_reason(next_work_s=next_work)
         if reason:
             if not saved:
                 self.save()
             self._leave(reason)
+
+    def _pruned(self, record: Mapping[str, Any]) -> bool:
+        """ASHA's verdict: rank 0 reports and decides, every rank follows."""
+        assert self.asha is not None
+        (pruned,) = self.ranks.any(
+            self.is_main and not self.asha.should_continue(self.epoch, record)
+        )
+        return pruned
 
     def _epoch_save_worth_it(self) -> bool:
         """Save at this epoch end? Yes, unless the last save is so recent that saving again
@@ -332,9 +381,21 @@ class TrialSession:
         if self.checkpoint_dir is None:
             return None
         started = time.monotonic()
+        # Each rank's own generators and running sums, on rank 0, which alone writes.
+        per_rank = self.ranks.gather({"rng": _get_rng_state(), "sums": self._sums})
+        path = self._write_checkpoint(per_rank) if self.is_main else None
+        self.ranks.barrier()  # no rank goes on (or exits) before the checkpoint is complete
+        elapsed = time.monotonic() - started
+        self._max_save_s = max(self._max_save_s or 0.0, elapsed)
+        self._last_save = time.monotonic()
+        self._write_timings()
+        return path
+
+    def _write_checkpoint(self, per_rank: list[dict[str, Any]] | None) -> Path:
+        assert per_rank is not None and self.checkpoint_dir is not None
         state = {
             "objects": {name: obj.state_dict() for name, obj in self._objects.items()},
-            "rng": _get_rng_state(),
+            "rng": per_rank[0]["rng"],
             "epoch": self.epoch,
             "position": self.position,
             "global_step": self.global_step,
@@ -346,12 +407,9 @@ class TrialSession:
             "saved_at": time.time(),
             "timings": self._timings(),
         }
-        path = save_checkpoint(self.checkpoint_dir, self.global_step, state, keep=self.keep)
-        elapsed = time.monotonic() - started
-        self._max_save_s = max(self._max_save_s or 0.0, elapsed)
-        self._last_save = time.monotonic()
-        self._write_timings()
-        return path
+        if self.ranks.distributed:
+            state["ranks"] = per_rank
+        return save_checkpoint(self.checkpoint_dir, self.global_step, state, keep=self.keep)
 
     def _step_boundary(self) -> None:
         steps = self._steps_per_epoch or 0
@@ -359,7 +417,10 @@ class TrialSession:
         # A periodic save is due every N steps / T seconds, but not after an epoch's last
         # step: end_epoch saves a moment later anyway. It comes before the stop check so
         # that the check sees the time it took.
-        if self.position < steps and self._periodic_due():
+        due = self.position < steps and self._periodic_due()
+        if self.every_seconds and self.ranks.distributed:
+            (due,) = self.ranks.any(due)  # a timed save is due on one rank's clock: on all
+        if due:
             self.save()
             saved = True
         # What must still fit before the deadline if we go on: the next step, and the
@@ -370,7 +431,7 @@ class TrialSession:
             next_work = self._step_estimate() + self._epoch_end_estimate()
         else:
             next_work = self._epoch_end_estimate()
-        reason = self._stop_reason(next_work_s=next_work)
+        reason = self._agreed_stop_reason(next_work_s=next_work)
         if reason is None:
             return
         if not saved:
@@ -380,7 +441,7 @@ class TrialSession:
             # this trial), look again with the measured time: a segment must not give up
             # after each first step because a default guess does not fit a short deadline.
             if guessed:
-                reason = self._stop_reason(next_work_s=next_work)
+                reason = self._agreed_stop_reason(next_work_s=next_work)
                 if reason is None:
                     return
         self._leave(reason)
@@ -410,11 +471,14 @@ class TrialSession:
 
     def _write_timings(self, **extra: float) -> None:
         # A hint only: no fsync (a few ms on slow file systems), rewritten by every save.
+        if not self.is_main:
+            return
         data = {**self._timings(), **extra}
         write_bytes(self.checkpoint_dir / TIMINGS_FILE, json.dumps(data).encode(), durable=False)
 
     def _read_timings(self) -> dict[str, float]:
-        remove_stale_temps(self.checkpoint_dir, TIMINGS_FILE)
+        if self.is_main:
+            remove_stale_temps(self.checkpoint_dir, TIMINGS_FILE)
         timings = read_timings(self.checkpoint_dir.parent)
         timings.pop("stopped_at", None)  # the last stop's moment, for the launcher only
         return timings
@@ -445,6 +509,17 @@ class TrialSession:
             self.deadline.at(), next_work_s, self._save_estimate()
         )
 
+    def _agreed_stop_reason(self, next_work_s: float) -> str | None:
+        """The stop decision of all ranks at this step boundary: a stop asked for on any rank
+        (its signal, its view of the deadline) stops every rank here."""
+        reason = self._stop_reason(next_work_s)
+        if not self.ranks.distributed:
+            return reason
+        (stop,) = self.ranks.any(reason is not None)
+        if stop and reason is None:
+            reason = "another rank asked to stop: saving and stopping"
+        return reason if stop else None
+
     def _leave(self, reason: str) -> None:
         """Exit so that the workflow continues this trial in a new segment (state already saved)."""
         self._say(reason)
@@ -468,7 +543,7 @@ class TrialSession:
     # -- helpers --------------------------------------------------------------------------------
     def _rewrite_metrics(self) -> None:
         """Make metrics.jsonl match the checkpoint: drop epochs reported after the last save."""
-        if self.trial_dir is None:
+        if self.trial_dir is None or not self.is_main:
             return
         path = self.trial_dir / contract.METRICS_FILE
         remove_stale_temps(self.trial_dir, contract.METRICS_FILE)
@@ -477,7 +552,7 @@ class TrialSession:
         write_metrics(self.trial_dir, self.history)
 
     def _say(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose and self.is_main:
             print(f"[snakesweep] {message}", flush=True)
 
 

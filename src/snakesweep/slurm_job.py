@@ -228,3 +228,37 @@ def hasten_requeued_start(env: Mapping[str, str]) -> str | None:
     if proc.returncode != 0:
         return f"{' '.join(command)}: {(proc.stderr or proc.stdout).strip()}"
     return None
+
+
+# Ranks of a multi-node trial, one SLURM task each (srun): who they are in the job.
+#: Rank, local rank and world size of a task started by ``srun``.
+ENV_PROCID = "SLURM_PROCID"
+ENV_LOCALID = "SLURM_LOCALID"
+ENV_NTASKS = "SLURM_NTASKS"
+ENV_NODELIST = "SLURM_JOB_NODELIST"
+
+
+def task_rank(env: Mapping[str, str]) -> tuple[int, int, int] | None:
+    """``(rank, local_rank, world_size)`` of an ``srun`` task; ``None`` outside one."""
+    if not env.get(ENV_PROCID) or not env.get(ENV_NTASKS):
+        return None
+    return int(env[ENV_PROCID]), int(env.get(ENV_LOCALID) or 0), int(env[ENV_NTASKS])
+
+
+def first_node(env: Mapping[str, str]) -> str | None:
+    """The first host of this job's allocation (``scontrol show hostnames``), rank 0's host."""
+    nodelist = env.get(ENV_NODELIST)
+    if not nodelist:
+        return None
+    try:
+        proc = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist],
+            capture_output=True,
+            text=True,
+            timeout=SQUEUE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    hosts = proc.stdout.split()
+    return hosts[0] if proc.returncode == 0 and hosts else None

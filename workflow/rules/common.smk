@@ -4,6 +4,7 @@ import os
 import sys
 
 from snakesweep import contract
+from snakesweep.layout import ProcessLayout
 from snakesweep.plan_file import write_plan
 from snakesweep.jsonl import read_json
 from snakesweep.snakemake_glue import sweep_plan
@@ -15,6 +16,7 @@ if workflow.is_main_process and plan_note(SWEEP, config):
     print(plan_note(SWEEP, config), file=sys.stderr)
 
 ROOT = str(SWEEP.root)
+LAYOUT = ProcessLayout.from_resources(config["resources"])
 
 
 wildcard_constraints:
@@ -87,16 +89,10 @@ def final_results(wildcards):
 
 
 def training_resources():
-    """Per-job resources from config; GPUs only when asked for, so CPU clusters see no GPU request."""
+    """Per-job resources from config (snakesweep.layout): GPUs only when asked for, and a
+    multi-node trial as one SLURM task per rank."""
     res = config["resources"]
-    resources = {
-        "runtime": res["runtime"],
-        "mem_mb": res["mem_mb"],
-        "cpus_per_task": res["cpus"],
-    }
-    if res["gpus"] > 0:
-        resources["gpu"] = res["gpus"]
-    return resources
+    return LAYOUT.slurm_resources(res["runtime"], res["mem_mb"])
 
 
 def asha_settings():

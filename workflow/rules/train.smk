@@ -8,7 +8,7 @@ rule train_trial:
         f"{ROOT}/logs/train/{{trial_id}}-{{budget}}ep.log",
     conda:
         "../../environment.yml"
-    threads: config["resources"]["cpus"]
+    threads: LAYOUT.threads
     resources:
         **training_resources(),
     params:

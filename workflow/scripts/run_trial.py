@@ -5,10 +5,12 @@ import sys
 from pathlib import Path
 
 from snakesweep.launch import TrialJob
+from snakesweep.layout import ProcessLayout
 from snakesweep.training_job import run_training_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 ckpt = sm.params.checkpoint
+layout = ProcessLayout.from_resources(sm.config["resources"])
 job = TrialJob(
     trial_id=sm.wildcards.trial_id,
     trial_dir=Path(sm.params.trial_dir),
@@ -19,7 +21,10 @@ job = TrialJob(
     mode=sm.params.mode,
     result_path=Path(sm.output.result),
     log_path=Path(sm.log[0]),
-    threads=sm.threads,
+    # per rank; Snakemake's threads hold every rank's cores (and may be capped by --cores)
+    threads=max(1, sm.threads // layout.processes_per_node),
+    processes_per_node=layout.processes_per_node,
+    nodes=layout.nodes,
     every_steps=ckpt["every_steps"],
     every_seconds=ckpt["every_seconds"],
     keep=ckpt["keep"],

@@ -1,0 +1,90 @@
+"""A trial's process layout (ranks per node, nodes, GPUs) and what it asks of Snakemake and SLURM.
+
+Pure functions of the ``resources`` config section, so that the mapping to the SLURM
+executor plugin's resources is tested without a cluster. One node: the job is one SLURM
+task holding every rank's CPUs and GPUs, and the launcher starts the ranks itself
+(:mod:`snakesweep.spawn`), the same code path as a local run. Several nodes: one SLURM
+task per rank (``tasks``, ``nodes``, ``mpi: srun`` so that the plugin does not wrap the
+job in ``srun -n1``), and the launcher starts the ranks with ``srun``. See docs/ddp.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcessLayout:
+    """``cpus`` and ``gpus_per_process`` are per rank; ``gpus`` is the one-process job's count."""
+
+    processes_per_node: int = 1
+    nodes: int = 1
+    cpus: int = 1
+    gpus: int = 0
+    gpus_per_process: int = 0
+
+    @classmethod
+    def from_resources(cls, resources: Mapping[str, Any]) -> ProcessLayout:
+        return cls(
+            processes_per_node=int(resources.get("processes_per_node", 1)),
+            nodes=int(resources.get("nodes", 1)),
+            cpus=int(resources.get("cpus", 1)),
+            gpus=int(resources.get("gpus", 0)),
+            gpus_per_process=int(resources.get("gpus_per_process", 0)),
+        )
+
+    @property
+    def world_size(self) -> int:
+        return self.processes_per_node * self.nodes
+
+    @property
+    def gpus_per_node(self) -> int:
+        return (
+            self.gpus_per_process * self.processes_per_node if self.gpus_per_process else self.gpus
+        )
+
+    @property
+    def threads(self) -> int:
+        """Snakemake ``threads`` of a training job: the cores of every rank on its (first) node."""
+        return self.cpus * self.processes_per_node
+
+    def problems(self) -> list[str]:
+        """What the schema cannot say about a layout; one line per problem."""
+        found = []
+        if self.gpus and self.gpus_per_process:
+            found.append(
+                "resources: set gpus (one-process trials) or gpus_per_process (per rank), "
+                f"not both (got gpus={self.gpus}, gpus_per_process={self.gpus_per_process})"
+            )
+        return found
+
+    def slurm_resources(self, runtime: int, mem_mb: int) -> dict[str, Any]:
+        """The training rule's resources for the SLURM executor plugin (and local scheduling).
+
+        ``mem_mb`` is per node (SLURM's ``--mem``); GPUs are the job's total (``--gpus``).
+        """
+        resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb}
+        gpus_total = self.gpus_per_node * self.nodes
+        if self.nodes == 1:
+            resources["cpus_per_task"] = self.threads
+        else:
+            resources.update(
+                {
+                    "nodes": self.nodes,
+                    "tasks": self.world_size,
+                    "cpus_per_task": self.cpus,
+                    # the plugin then runs the job's command without its own `srun -n1`
+                    "mpi": "srun",
+                }
+            )
+            if gpus_total:
+                resources["tasks_per_gpu"] = 0  # the plugin's default would share one GPU
+        if gpus_total:
+            resources["gpu"] = gpus_total
+        return resources
+
+
+def layout_problems(config: Mapping[str, Any]) -> list[str]:
+    return ProcessLayout.from_resources(config.get("resources") or {}).problems()

@@ -1,0 +1,111 @@
+"""Process layouts (issue 11): config validation, SLURM resources, and how rank endings combine."""
+
+import pytest
+from conftest import REPO
+
+from snakesweep import contract
+from snakesweep.config_check import check_config
+from snakesweep.layout import ProcessLayout
+from snakesweep.space import ConfigError
+from snakesweep.spawn import RankEnd, combine, rank_env
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_one_process_asks_for_what_it_asked_before():
+    layout = ProcessLayout(cpus=2, gpus=1)
+    assert layout.world_size == 1 and layout.threads == 2
+    assert layout.slurm_resources(15, 2000) == {
+        "runtime": 15,
+        "mem_mb": 2000,
+        "cpus_per_task": 2,
+        "gpu": 1,
+    }
+
+
+def test_one_node_is_one_task_holding_every_ranks_cores_and_gpus():
+    layout = ProcessLayout(processes_per_node=4, cpus=2, gpus_per_process=1)
+    assert layout.world_size == 4 and layout.threads == 8
+    assert layout.slurm_resources(60, 8000) == {
+        "runtime": 60,
+        "mem_mb": 8000,
+        "cpus_per_task": 8,
+        "gpu": 4,
+    }
+    assert "gpu" not in ProcessLayout(processes_per_node=2).slurm_resources(1, 1)
+
+
+def test_several_nodes_are_one_slurm_task_per_rank():
+    layout = ProcessLayout(processes_per_node=2, nodes=3, cpus=4, gpus_per_process=1)
+    assert layout.world_size == 6
+    assert layout.slurm_resources(30, 1000) == {
+        "runtime": 30,
+        "mem_mb": 1000,
+        "nodes": 3,
+        "tasks": 6,
+        "cpus_per_task": 4,
+        "mpi": "srun",
+        "tasks_per_gpu": 0,
+        "gpu": 6,
+    }
+
+
+def minimal(**resources):
+    return {
+        "metric": "loss",
+        "mode": "min",
+        "script": str(REPO / "scripts" / "train.py"),
+        "parameters": {"lr": {"kind": "loguniform", "low": 1e-4, "high": 1e-1}},
+        "resources": resources,
+    }
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"processes_per_node": 0}, "resources.processes_per_node: must be >= 1, got 0"),
+        ({"nodes": "two"}, "resources.nodes: 'two' is not of type integer"),
+        ({"gpus_per_process": -1}, "resources.gpus_per_process: must be >= 0, got -1"),
+        ({"gpus": 1, "gpus_per_process": 1}, "set gpus (one-process trials) or gpus_per_process"),
+    ],
+)
+def test_a_wrong_layout_is_a_config_error(resources, message):
+    with pytest.raises(ConfigError) as error:
+        check_config(minimal(**resources), SCHEMA)
+    assert message in str(error.value)
+
+
+def test_a_right_layout_passes():
+    check_config(minimal(processes_per_node=2, nodes=2, gpus_per_process=1), SCHEMA)
+
+
+def test_each_rank_gets_torch_distributed_env_variables():
+    env = rank_env({"PATH": "/bin"}, 1, 2, 29500)
+    assert env["RANK"] == "1" and env["LOCAL_RANK"] == "1" and env["WORLD_SIZE"] == "2"
+    assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == "29500"
+    assert env["PATH"] == "/bin"
+
+
+C, P = contract.EXIT_CONTINUE, contract.EXIT_PRUNED
+
+
+@pytest.mark.parametrize(
+    ("ends", "decided"),
+    [
+        ([RankEnd(0, C), RankEnd(1, C)], RankEnd(0, C)),  # a coordinated stop
+        ([RankEnd(1, 0), RankEnd(0, 0)], RankEnd(1, 0)),
+        ([RankEnd(0, P), RankEnd(1, P)], RankEnd(0, P)),
+        # rank 1 crashed; rank 0 hung in a collective and was killed after the grace period
+        ([RankEnd(1, 1), RankEnd(0, -9, killed=True)], RankEnd(1, 1)),
+        # rank 0 saw its peer vanish and raised a little later: the crash that came first counts
+        ([RankEnd(1, 3), RankEnd(0, 1)], RankEnd(1, 3)),
+        # rank 1 raised after the coordinated stop's save: the first ending counts
+        ([RankEnd(0, C), RankEnd(1, 1)], RankEnd(0, C)),
+        # one rank SIGKILLed from outside (OOM killer), its peer failed in a collective:
+        # the launcher's rules for a killed process apply
+        ([RankEnd(1, -9), RankEnd(0, 1)], RankEnd(1, -9)),
+        ([RankEnd(1, -9), RankEnd(0, -9, killed=True)], RankEnd(1, -9)),
+    ],
+)
+def test_the_ranks_endings_combine_into_one(ends, decided):
+    assert combine(ends) == decided
