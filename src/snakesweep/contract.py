@@ -53,6 +53,11 @@ CHECKPOINT_DIR = "checkpoints"
 #: root (``results/<sweep>``), which the training rule's output spells with wildcards.
 RESULT_FILE = "result-{budget}.json"
 RESULT_PATH = "trials/{trial_id}/" + RESULT_FILE
+#: The training log of a trial at a budget below the sweep root (all its segments).
+TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
+#: Packed trials (``pack`` > 1): the record a pack's member writes in its trial folder; the
+#: workflow copies it to ``RESULT_FILE`` once the pack's job ended (docs/packing.md).
+PACKED_RESULT_FILE = "packed-result-{budget}.json"
 
 #: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
 #: the rung budgets (comma-separated epochs), eta and the minimum number of peers.

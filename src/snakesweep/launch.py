@@ -85,9 +85,13 @@ def command_line(job: TrialJob) -> list[str]:
     return argv
 
 
-def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
+def run_segment(
+    job: TrialJob, env: Mapping[str, str] | None = None, *, requeue: bool = True
+) -> int:
     """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75).
 
+    ``requeue=False``: never requeue the SLURM job on a continuation; a pack of trials shares
+    one job and requeues it once, after all its members ended (``snakesweep.pack_job``).
     Holds the trial's lock (``snakesweep.trial_lock``) throughout: a second job for the same
     trial (a restarted controller resubmits trials whose old jobs still run) waits for the
     first to end, then resumes, or only rewrites the record if the trial finished meanwhile.
@@ -99,7 +103,7 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
     with TrialLock(job.trial_dir, env=env, trial_id=job.trial_id):
         code = _run_segment_locked(job, env, signals)
     own_job = slurm_job.job_id(env)
-    if code == contract.EXIT_CONTINUE and not signals and own_job:
+    if code == contract.EXIT_CONTINUE and not signals and own_job and requeue:
         # Stopped by itself before the job's end (a deadline), not by Slurm or a user: continue
         # in this same job, requeued, rather than through the controller (slurm_job.requeue_own_job).
         _say(job, f"continues in SLURM job {own_job}, requeued")
