@@ -36,6 +36,16 @@ from snakesweep.packing import slot_cpus, slot_gpus
 from snakesweep.training_job import run_training_job
 
 ENV_CUDA = "CUDA_VISIBLE_DEVICES"
+#: Thread counts Snakemake sets to a job's ``threads`` (snakemake/shell.py, also for scripts):
+#: for a pack that is every member's CPUs together, so each member gets its own share back.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 @dataclass
@@ -196,9 +206,12 @@ def _start_member(
 
 
 def _member_env(env: Mapping[str, str], slot: int, cpus: int, gpus: int) -> dict[str, str]:
-    """The member's share of the job: its CPUs pinned inside a SLURM job (locally several jobs
+    """The member's share of the job: the thread counts of one trial (as an unpacked job gets
+    them; numerics depend on them), its CPUs pinned inside a SLURM job (locally several jobs
     share the machine's CPUs, so nothing is pinned), its GPUs through CUDA_VISIBLE_DEVICES."""
     child = dict(env)
+    for name in THREAD_VARS:
+        child[name] = str(cpus)
     if slurm_job.job_id(env) and hasattr(os, "sched_setaffinity"):
         mine = slot_cpus(sorted(os.sched_getaffinity(0)), slot, cpus)
         if mine is not None:
