@@ -173,3 +173,29 @@ def test_a_member_gets_one_trials_threads_not_the_packs():
     assert {env[name] for name in THREAD_VARS} == {"2"}
     assert "CUDA_VISIBLE_DEVICES" not in env
     assert _member_env({"CUDA_VISIBLE_DEVICES": "0,1"}, 1, 1, 1)["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
+    """ASHA has no rungs in the DAG: pack members report at each rung and stop themselves."""
+    config = echo_config(
+        tmp_path,
+        ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"],
+        epochs=4,
+        pack=3,
+        pruning={"method": "asha", "eta": 2, "min_t": 1, "min_peers": 2},
+    )
+    proc = run_workflow(tmp_path, config)
+    assert jobs_run(proc, "train_pack") == 2
+    root = tmp_path / "results" / "echo"
+    rows = {row["trial_id"]: row for row in read_leaderboard(root)}
+    assert len(rows) == 6 and "pruned" in {r["status"] for r in rows.values()}
+    stopped = {}
+    for path in (root / "rungs" / "asha").glob("rung-*/*.json"):
+        report = read_json(path)
+        if not report["continue"]:
+            stopped[report["trial_id"]] = int(path.parent.name.removeprefix("rung-"))
+    for tid, row in rows.items():
+        if tid in stopped:
+            assert (row["status"], int(row["epochs_done"])) == ("pruned", stopped[tid])
+        else:
+            assert (row["status"], row["epochs_done"]) == ("completed", "4")
