@@ -199,3 +199,20 @@ def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
             assert (row["status"], int(row["epochs_done"])) == ("pruned", stopped[tid])
         else:
             assert (row["status"], row["epochs_done"]) == ("completed", "4")
+
+
+def test_a_pack_job_asks_for_the_members_that_train_at_once(tmp_path):
+    """pack 3, 2 at a time: a full pack asks 2 trials' CPUs and memory for 2 segments' time;
+    the partial last pack (1 member) one trial's."""
+    config = echo_config(
+        tmp_path,
+        ["a", "bb", "ccc", "dddd"],
+        pack=3,
+        pack_parallel=2,
+        resources={"runtime": 7, "mem_mb": 500, "cpus": 1, "gpus": 0},
+    )
+    plan = run_workflow(tmp_path, config, "-n").stdout
+    asked = re.findall(
+        r"pack=(\d+), digest=\w+\n.*?cpus_per_task=(\d+), runtime=(\d+), mem_mb=(\d+)", plan, re.S
+    )
+    assert sorted(asked) == [("0", "2", "14", "1000"), ("1", "1", "7", "500")]

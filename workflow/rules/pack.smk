@@ -17,7 +17,7 @@ rule train_pack:
         digest="[0-9a-f]{8}",
     conda:
         "../../environment.yml"
-    threads: config["resources"]["cpus"] * PACK_SLOTS
+    threads: pack_threads
     resources:
         **pack_resources(),
     params:
@@ -26,7 +26,7 @@ rule train_pack:
             int(wildcards.rung)
         ],
         state=lambda wildcards: f"{ROOT}/packs/.state-bracket{wildcards.bracket}-rung{wildcards.rung}-pack{wildcards.pack}-{wildcards.digest}.json",
-        slots=PACK_SLOTS,
+        slots=pack_size_slots,
         cpus=config["resources"]["cpus"],
         gpus=config["resources"]["gpus"],
         script=config["script"],

@@ -6,7 +6,6 @@ from snakesweep.packing import in_sweep_order, make_packs, pack_slots, pack_wave
 from snakesweep.trial_folder import packed_result_path
 
 PACK = config["pack"]
-PACK_SLOTS = pack_slots(PACK, config["pack_parallel"])
 _PACKS = {}  # (bracket, rung) -> its packs, once the rung's trials are known
 
 
@@ -81,14 +80,27 @@ def pack_members(wildcards):
     ]
 
 
+def pack_size_slots(wildcards):
+    """How many of this pack's members train at once (a partial last pack may need fewer)."""
+    return pack_slots(len(the_pack(wildcards).members), config["pack_parallel"])
+
+
+def _per_pack(value):
+    return lambda wildcards: value * pack_size_slots(wildcards)
+
+
+def pack_threads(wildcards):
+    return config["resources"]["cpus"] * pack_size_slots(wildcards)
+
+
 def pack_resources():
     """One trial's resources times the members that train at once; the time limit of one
     trial's segment times the members each slot trains one after another."""
     per_trial = training_resources()
     resources = {
-        key: value * PACK_SLOTS for key, value in per_trial.items() if key != "runtime"
+        key: _per_pack(value) for key, value in per_trial.items() if key != "runtime"
     }
-    resources["runtime"] = per_trial["runtime"] * pack_waves(
-        PACK, config["pack_parallel"]
+    resources["runtime"] = lambda wildcards: per_trial["runtime"] * pack_waves(
+        len(the_pack(wildcards).members), config["pack_parallel"]
     )
     return resources
