@@ -17,6 +17,30 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+ECHO_SCRIPT = REPO / "tests" / "fixtures" / "echo_train.py"
+
+
+def run_echo_trial(root: Path, trial_id: str, behaviour: str, epochs: int = 2):
+    """Run one trial of the echo fixture script through the real launcher, as a rule would."""
+    from snakesweep.launch import TrialJob, run_segment
+    from snakesweep.trial_folder import result_path
+
+    trial_dir = root / "trials" / trial_id
+    job = TrialJob(
+        trial_id=trial_id,
+        trial_dir=trial_dir,
+        params={"behaviour": behaviour, "epochs": epochs},
+        script=str(ECHO_SCRIPT),
+        budget=epochs,
+        metric="score",
+        mode="max",
+        result_path=result_path(trial_dir, epochs),
+        log_path=root / "logs" / f"{trial_id}-{epochs}ep.log",
+    )
+    assert run_segment(job) == 0
+    return job
+
+
 def demo_config(**overrides) -> dict:
     """The shipped demo config with overrides, paths made absolute."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -121,3 +145,24 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"SNAKESWEEP_REQUIRE_SLURM=1 but {reason}")
     for item in needs_slurm:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- real training processes (tests/trial_processes.py), shared by the test files that need them
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """One uninterrupted training run that interrupted ones must match bit for bit."""
+    from trial_processes import reference_run
+
+    return reference_run(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def forks():
+    """Training processes forked from a zygote that imported torch once."""
+    from trial_processes import ForkRunner
+
+    runner = ForkRunner()
+    yield runner
+    runner.close()

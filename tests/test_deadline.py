@@ -1,13 +1,25 @@
-"""When a segment must stop: snakesweep.deadline (SLURM end time, SNAKESWEEP_DEADLINE)."""
+"""When a segment must stop: snakesweep.deadline (SLURM end time, SNAKESWEEP_DEADLINE), and
+real training processes that meet their deadline and resume bit for bit."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import datetime
 
 import pytest
+from trial_processes import (
+    RESUMED,
+    STOPPED,
+    CountingSession,
+    assert_matches_reference,
+    base_env,
+    steps_on_disk,
+    tiny_training,
+)
 
-from snakesweep import slurm_job
+from snakesweep import contract, slurm_job
+from snakesweep.checkpoint import load_latest
 from snakesweep.contract import ENV_DEADLINE
 from snakesweep.deadline import REFRESH_SECONDS, Deadline
 from snakesweep.slurm_job import job_end_time, parse_slurm_time, squeue_field
@@ -150,3 +162,76 @@ def test_real_squeue_command_line(monkeypatch):
     monkeypatch.setattr(slurm_job.subprocess, "run", fake_run)
     assert job_end_time("123") == parse_slurm_time("2026-11-22T10:00:00")
     assert seen["argv"] == ["squeue", "--noheader", "--jobs", "123", "--format", "%e"]
+
+
+# -- real training processes against a deadline ------------------------------------------------
+def test_deadline_shorter_than_training_over_several_segments(reference, forks, tmp_path):
+    """Each segment gets SNAKESWEEP_DEADLINE = its start + a window too short for the training.
+
+    A step takes 1-10 ms here, depending on the machine's load, and a forked run needs
+    some 20-100 ms to reach its first step: the windows start small and grow by half
+    while a segment makes fewer than 30 steps (shrink while more than 90), so that the
+    training is split on a fast machine and does not crawl on a slow one.
+    """
+    trial = tmp_path / "trial"
+    margin_s = 0.3
+    window_s = margin_s + 0.05
+    segments: list[tuple[int, str]] = []
+    stops = [0]
+    while not segments or segments[-1][0] != 0:
+        assert len(segments) < 40, stops
+        deadline = time.time() + window_s
+        env = base_env(
+            **{
+                contract.ENV_DEADLINE: f"{deadline:.3f}",
+                contract.ENV_DEADLINE_MARGIN: margin_s,
+                # Only epoch ends and the stops save: the first segment starts without a
+                # measured save time and must not give up after one step because of it.
+                contract.ENV_CHECKPOINT_EVERY_STEPS: 0,
+            }
+        )
+        proc = forks.start(trial, tmp_path / f"segment-{len(segments)}.log", env)
+        code = proc.wait()
+        text = proc.text()
+        segments.append((code, text))
+        if len(segments) > 1:  # no completed step lost: it resumed where the last one saved
+            assert int(RESUMED.search(text).group(2)) == stops[-1], text
+        if code == 0:
+            break
+        assert code == contract.EXIT_CONTINUE, text
+        assert "cannot fit another step" in text
+        late = proc.ended_at - deadline
+        assert late < 0, f"segment {len(segments)} ended {late:.3f}s after its deadline"
+        stops.append(int(STOPPED.findall(text)[-1]))
+        assert steps_on_disk(trial)[0] == stops[-1]  # its last completed step is saved
+        made = stops[-1] - stops[-2]
+        if made < 30:
+            window_s = margin_s + 1.5 * (window_s - margin_s)
+        elif made > 90:
+            window_s = margin_s + (window_s - margin_s) / 1.5
+    assert len(segments) >= 3, f"the deadline should have split the training: {stops}"
+    assert max(b - a for a, b in zip(stops, stops[1:], strict=False)) >= 10, stops
+    assert_matches_reference(trial, reference)
+
+
+def test_first_save_time_is_measured_not_guessed(tmp_path):
+    """A deadline closer than the default save guess (1 s) + margin, but far enough for the
+    training: the session saves once to measure, then goes on instead of stopping."""
+    from snakesweep.deadline import Deadline
+
+    deadline = Deadline(explicit=time.time() + 0.9)
+    session = CountingSession(tmp_path, deadline=deadline, margin_s=0, max_overhead=None)
+    tiny_training(session, epochs=2, n_items=40, batch=4)  # exits 75 if it stops: fails
+    assert session.saves == [(0, 1), (1, 10), (2, 20)]
+
+
+def test_deadline_already_passed_saves_after_one_step(tmp_path):
+    from snakesweep.deadline import Deadline
+
+    session = CountingSession(tmp_path, deadline=Deadline(explicit=time.time() - 1), margin_s=0)
+    with pytest.raises(SystemExit) as exc:
+        tiny_training(session)
+    assert exc.value.code == contract.EXIT_CONTINUE
+    assert session.saves == [(0, 1)]
+    state, _ = load_latest(tmp_path / contract.CHECKPOINT_DIR)
+    assert (state["epoch"], state["position"], state["global_step"]) == (0, 1, 1)

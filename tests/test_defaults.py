@@ -45,3 +45,20 @@ def test_build_sweep_fallbacks_are_the_schemas_defaults():
     }
     assert build_sweep(minimal).trials == build_sweep(filled).trials
     assert build_sweep(minimal).rung_budgets == build_sweep(filled).rung_budgets
+
+
+def test_trial_session_defaults_differ_from_the_schema_only_where_documented():
+    """A script run by hand: no timed saves (every_seconds 0, the schema says 60), as the
+    class docstring says; every other checkpoint default is the schema's."""
+    import inspect
+
+    from snakesweep.session import TrialSession
+
+    params = inspect.signature(TrialSession).parameters
+    checkpoint = schema_defaults("checkpoint")
+    assert params["every_steps"].default == checkpoint["every_steps"]
+    assert params["keep"].default == checkpoint["keep"]
+    assert params["margin_s"].default == checkpoint["deadline_margin_s"]
+    assert params["max_overhead"].default == checkpoint["epoch_end_max_overhead"]
+    assert (params["every_seconds"].default, checkpoint["every_seconds"]) == (0.0, 60)
+    assert "``every_seconds`` is 0" in TrialSession.__doc__

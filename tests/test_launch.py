@@ -10,8 +10,12 @@ import textwrap
 import time
 from pathlib import Path
 
+from trial_processes import TRAIN, assert_matches_reference, base_env, train_job
+
 from snakesweep import contract
+from snakesweep.contract import ENV_SEGMENT_SECONDS
 from snakesweep.launch import TrialJob, command_line, run_segment
+from snakesweep.trial_folder import read_segments
 
 SCRIPT = textwrap.dedent(
     """
@@ -204,3 +208,63 @@ def test_a_signal_death_after_progress_continues(tmp_path):
     assert run_segment(job, env={}) == 0
     record = json.loads(job.result_path.read_text())
     assert record["status"] == "completed" and record["segments"] == 2
+
+
+# -- real training: failures, the continuation cap, continuations over segments ---------------
+def test_crashing_trial_fails_fast_with_its_cause(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import sys\nraise ValueError('deliberate failure in user code: ' + sys.argv[1])\n"
+    )
+    job = train_job(tmp_path, script, {"lr": 0.5})
+    started = time.monotonic()
+    assert run_segment(job, env=base_env()) == 0
+    assert time.monotonic() - started < 30
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "failed"
+    assert "ValueError: deliberate failure in user code: --lr=0.5" in record["error"]
+    assert "exited with code 1" in record["error"]
+    assert record["segments"] == 1 and record["restarts"] == 0
+    assert [e["event"] for e in read_segments(job.trial_dir)] == ["start", "end"]
+
+
+def test_max_continuations_caps_a_trial_that_never_finishes(tmp_path):
+    script = tmp_path / "forever.py"
+    script.write_text(f"import sys\nprint('saved, not done')\nsys.exit({contract.EXIT_CONTINUE})\n")
+    job = train_job(tmp_path, script, {"lr": 0.5}, max_continuations=2)
+    codes = [run_segment(job, env=base_env()) for _ in range(3)]
+    assert codes == [contract.EXIT_CONTINUE, contract.EXIT_CONTINUE, 0]
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "failed"
+    assert "gave up after 2 continuations" in record["error"]
+    assert record["segments"] == 3 and record["restarts"] == 2
+
+
+def test_run_segment_continues_a_trial_over_segments(reference, tmp_path):
+    """SNAKESWEEP_SEGMENT_SECONDS: each segment gets start+N s; run_segment exits 75 until done.
+
+    A fresh interpreter takes seconds to start (more on a busy machine; the reference run
+    measured it), and the training itself one or two more: the first two segments get half
+    that start-up time, far too little to finish (a start-up that eats all of it still
+    leaves one step per segment), the next ones plenty.
+    """
+    params = {"epochs": 3, "batch_size": 16, "width": 32, "dropout": 0.1, "lr": 0.01, "seed": 3}
+    # Save every step here (the reference saved every 7): results must not depend on it,
+    # and it makes the training last long enough that a short segment cannot finish it.
+    job = train_job(tmp_path, TRAIN, params, every_steps=1, max_continuations=5)
+    tight_s = 0.5 * reference["startup_s"]
+    plenty_s = 3 * reference["startup_s"] + 30
+    codes: list[int] = []
+    while not codes or codes[-1] != 0:
+        assert len(codes) <= job.max_continuations, codes
+        segment_s = tight_s if len(codes) < 2 else plenty_s
+        codes.append(run_segment(job, env=base_env(**{ENV_SEGMENT_SECONDS: f"{segment_s:.2f}"})))
+    assert codes[:2] == [contract.EXIT_CONTINUE] * 2, f"{tight_s:.1f}s segments finished it"
+    assert set(codes[:-1]) == {contract.EXIT_CONTINUE} and codes[-1] == 0
+    record = json.loads(job.result_path.read_text())
+    assert record["status"] == "completed", record["error"]
+    assert record["segments"] == len(codes) and record["restarts"] == len(codes) - 1
+    assert record["history"] == reference["metrics"]
+    ends = [e for e in read_segments(job.trial_dir) if e["event"] == "end"]
+    assert [e["exit_code"] for e in ends] == codes[:-1] + [0]
+    assert_matches_reference(job.trial_dir, reference)

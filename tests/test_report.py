@@ -9,50 +9,55 @@ from pathlib import Path
 import pytest
 from conftest import echo_config, run_workflow
 
-from snakesweep.plots import latest_records, plot_learning_curves, plot_metric_vs_params
+from snakesweep.plots import drawn_trials, plot_learning_curves, plot_metric_vs_params
 from snakesweep.sweep import build_sweep
+from snakesweep.tables import SweepTables, metrics_frame, trials_frame
 
 
-def record(tid, status, values, budget, params, final="last"):
-    history = [{"epoch": i, "acc": v} for i, v in enumerate(values, start=1)]
-    return {
+def trial(tid, status, values, params, final="last"):
+    """One trial as the tables hold it, and its per-epoch metric rows."""
+    row = {
         "trial_id": tid,
         "status": status,
-        "budget": budget,
-        "epochs_done": len(values),
+        "epochs": len(values),
+        "budget": 3,
         "final": values[-1] if final == "last" else final,
-        "params": params,
-        "history": history,
+        **{f"params_{k}": v for k, v in params.items()},
     }
+    return row, [{"trial_id": tid, "epoch": i, "acc": v} for i, v in enumerate(values, start=1)]
 
 
-def sample_records():
-    """Five trials (full budget 3); one has records at two rungs, one stopped at rung 1."""
-    return [
-        record("t1", "completed", [0.5, 0.7, 0.9], 3, {"lr": 0.001, "act": "relu", "k": 1}),
-        record("t2", "completed", [0.4], 1, {"lr": 0.01, "act": "gelu", "k": 1}),
-        record("t2", "completed", [0.4, 0.6, 0.8], 3, {"lr": 0.01, "act": "gelu", "k": 1}),
-        # completed rung 1 and was not promoted: drawn as pruned, ending at epoch 1
-        record("t3", "completed", [0.3], 1, {"lr": 0.1, "act": "relu", "k": 1}),
-        # stopped itself (ASHA) at epoch 2
-        record("t4", "pruned", [0.2, 0.25], 2, {"lr": 0.0001, "act": "gelu", "k": 1}),
-        record("t5", "diverged", [0.1, float("nan")], 3, {"lr": 1.0, "act": "relu", "k": 1}, None),
+def sample_tables(extra=()):
+    """Five finished trials (full budget 3): t3 stopped at rung 1 (SHA), t4 pruned itself (ASHA)."""
+    trials = [
+        trial("t1", "completed", [0.5, 0.7, 0.9], {"lr": 0.001, "act": "relu", "k": 1}),
+        trial("t2", "completed", [0.4, 0.6, 0.8], {"lr": 0.01, "act": "gelu", "k": 1}),
+        trial("t3", "pruned", [0.3], {"lr": 0.1, "act": "relu", "k": 1}),
+        trial("t4", "pruned", [0.2, 0.25], {"lr": 0.0001, "act": "gelu", "k": 1}),
+        trial("t5", "diverged", [0.1, float("nan")], {"lr": 1.0, "act": "relu", "k": 1}, None),
+        *extra,
     ]
+    return SweepTables(
+        root="results/s",
+        metric="acc",
+        mode="max",
+        trials=trials_frame([row for row, _ in trials]),
+        metrics=metrics_frame([m for _, rows in trials for m in rows]),
+    )
 
 
-def test_latest_record_per_trial():
-    latest = {r["trial_id"]: r for r in latest_records(sample_records(), full_budget=3)}
-    assert sorted(latest) == ["t1", "t2", "t3", "t4", "t5"]
-    assert latest["t2"]["budget"] == 3 and latest["t2"]["status"] == "completed"
-    assert latest["t3"]["status"] == "pruned"  # below the full budget, not promoted
-    assert latest["t4"]["status"] == "pruned"
+def test_drawn_trials_are_the_finished_ones_at_the_full_budget():
+    running = trial("t6", "running", [0.99], {"lr": 0.5, "act": "relu", "k": 1})
+    drawn = {r["trial_id"]: r for r in drawn_trials(sample_tables([running]), full_budget=3)}
+    assert sorted(drawn) == ["t1", "t2", "t3", "t4", "t5"]  # a running trial is not drawn
+    assert {r["budget"] for r in drawn.values()} == {3}
+    assert drawn["t3"]["status"] == "pruned" and drawn["t3"]["epochs_done"] == 1
+    assert drawn["t5"]["history"] == [{"epoch": 1, "acc": 0.1}, {"epoch": 2}]  # NaN: no value
 
 
 def test_learning_curves(tmp_path):
     path = tmp_path / "curves.svg"
-    drawn = plot_learning_curves(
-        sample_records(), path, "acc", "max", title="demo curves", budget=3
-    )
+    drawn = plot_learning_curves(sample_tables(), path, "acc", "max", title="demo curves", budget=3)
     assert drawn["best"] == "t1"
     assert drawn["drawn"] == {"completed": 1, "pruned": 2, "diverged": 1, "best": 1}
     # each line ends where its trial stopped: pruned ones at their rung
@@ -74,28 +79,29 @@ def test_learning_curves(tmp_path):
         assert text in svg
     assert "Date" not in svg  # no time stamp: the same records give the same file
     again = tmp_path / "again.svg"
-    plot_learning_curves(sample_records(), again, "acc", "max", title="demo curves", budget=3)
+    plot_learning_curves(sample_tables(), again, "acc", "max", title="demo curves", budget=3)
     assert again.read_bytes() == path.read_bytes()
 
 
 def test_metric_against_parameters(tmp_path):
     path = tmp_path / "params.svg"
     info = plot_metric_vs_params(
-        sample_records(), path, "acc", "max", ["act", "k", "lr"], ["lr"], title="demo", budget=3
+        sample_tables(), path, "acc", "max", ["act", "k", "lr"], ["lr"], title="demo", budget=3
     )
     # k never varies: no panel; lr is loguniform: log axis; act is text: categorical
     assert info == {"panels": {"act": "category", "lr": "log"}, "shown": 4, "hidden": 1}
     svg = path.read_text()
     for text in ("demo", "lr (log)", "relu", "gelu", "1 trial(s) without a finite acc not shown"):
         assert text in svg
-    linear = plot_metric_vs_params(sample_records(), tmp_path / "lin.svg", "acc", "max", ["lr"])
+    linear = plot_metric_vs_params(sample_tables(), tmp_path / "lin.svg", "acc", "max", ["lr"])
     assert linear["panels"] == {"lr": "linear"}
 
 
 def test_figures_with_nothing_to_show(tmp_path):
-    assert plot_learning_curves([], tmp_path / "a.svg", "acc", "min")["drawn"] == {}
+    empty = SweepTables("results/s", "acc", "min", trials_frame([]), metrics_frame([]))
+    assert plot_learning_curves(empty, tmp_path / "a.svg", "acc", "min")["drawn"] == {}
     assert "no metrics reported yet" in (tmp_path / "a.svg").read_text()
-    info = plot_metric_vs_params([], tmp_path / "b.svg", "acc", "min", ["lr"])
+    info = plot_metric_vs_params(empty, tmp_path / "b.svg", "acc", "min", ["lr"])
     assert info == {"panels": {}, "shown": 0, "hidden": 0}
     assert "no parameter varies between the trials" in (tmp_path / "b.svg").read_text()
 

@@ -15,14 +15,28 @@ from conftest import REPO, run_workflow
 from test_workflow import echo_config
 
 from snakesweep import cli
-from snakesweep.status import StatusError, format_status, planned_trials, scan_sweep
+from snakesweep.atomic import write_json
+from snakesweep.contract import RUNG_DECISION_PATH
+from snakesweep.jsonl import read_json
+from snakesweep.launch import TrialJob, build_record
+from snakesweep.provenance import write_provenance
+from snakesweep.pruning import rung_decision
+from snakesweep.status import StatusError, scan_sweep
+from snakesweep.status_config import planned_trials
+from snakesweep.status_text import format_status
 from snakesweep.sweep import build_sweep
+from snakesweep.trial_folder import (
+    append_metrics,
+    append_segment_event,
+    read_segments,
+    result_path,
+    segment_end,
+    segment_start,
+    write_params,
+    write_result,
+)
 
 T0 = 1_700_000_000.0
-
-
-def write_lines(path: Path, rows, tail: str = "") -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
 
 
 def make_trial(
@@ -33,51 +47,47 @@ def make_trial(
     metrics=(),
     results=None,
     metrics_tail: str = "",
+    metric: str = "acc",
 ) -> Path:
-    """A trial folder as the launcher leaves it; ``results`` maps budget -> record fields."""
+    """A trial folder written by the real writers (``trial_folder``, and the launcher's
+    ``build_record``), so that it cannot drift from the format the readers expect.
+
+    ``results`` maps a budget to the outcome (and error) the launcher gave that segment; the
+    record is built from the metrics as the launcher does. ``metrics_tail`` is appended raw:
+    a line a writer killed mid-write left cut short.
+    """
     trial = root / "trials" / tid
     trial.mkdir(parents=True)
-    (trial / "params.json").write_text(json.dumps({"trial_id": tid, "params": params}))
-    if segments:
-        write_lines(trial / "segments.jsonl", segments)
-    if metrics or metrics_tail:
-        write_lines(trial / "metrics.jsonl", metrics, metrics_tail)
-    for budget, fields in (results or {}).items():
-        record = {
-            "trial_id": tid,
-            "metric": "acc",
-            "mode": "max",
-            "budget": budget,
-            "params": params,
-            "history": list(metrics)[:budget],
-            "epochs_done": min(budget, len(metrics)),
-            "error": None,
-            **fields,
-        }
-        (trial / f"result-{budget}.json").write_text(json.dumps(record))
+    write_params(trial, tid, params)
+    for event in segments:
+        append_segment_event(trial, event)
+    for row in metrics:
+        append_metrics(trial, row)
+    if metrics_tail:
+        with open(trial / "metrics.jsonl", "a") as f:
+            f.write(metrics_tail)
+    for budget, (outcome, error) in (results or {}).items():
+        job = TrialJob(
+            trial_id=tid,
+            trial_dir=trial,
+            params=params,
+            script="train.py",
+            budget=budget,
+            metric=metric,
+            mode="max",
+            result_path=result_path(trial, budget),
+            log_path=root / "logs" / f"{tid}-{budget}ep.log",
+        )
+        write_result(job.result_path, build_record(job, outcome, error, read_segments(trial)))
     return trial
 
 
 def start(segment, budget=4, host="node-a", pid=4242, job="9001", t=T0):
-    return {
-        "event": "start",
-        "segment": segment,
-        "budget": budget,
-        "time": t,
-        "host": host,
-        "pid": pid,
-        "slurm_job_id": job,
-    }
+    return segment_start(segment, budget, t, host, pid, job)
 
 
 def end(segment, outcome, t=T0 + 60, exit_code=0):
-    return {
-        "event": "end",
-        "segment": segment,
-        "time": t,
-        "exit_code": exit_code,
-        "outcome": outcome,
-    }
+    return segment_end(segment, t, exit_code, outcome)
 
 
 def epochs(*values):
@@ -86,7 +96,7 @@ def epochs(*values):
 
 @pytest.fixture
 def sweep_in_progress(tmp_path):
-    """Every state a trial can be in, built by hand (params.epochs = 4 is the full budget)."""
+    """Every state a trial can be in, each folder as its jobs leave it (full budget: 4)."""
     root = tmp_path / "results" / "busy"
     p = lambda x: {"x": x, "epochs": 4}  # noqa: E731
     # running: started, no end, 2 epochs reported, a line being written is cut short
@@ -105,7 +115,7 @@ def sweep_in_progress(tmp_path):
         p(2),
         segments=[start(1, job=None), end(1, "completed")],
         metrics=epochs(0.7, 0.75, 0.8, 0.82),
-        results={4: {"status": "completed", "final": 0.82, "best": 0.82}},
+        results={4: ("completed", None)},
     )
     # waiting: saved its state and ended with outcome continue
     make_trial(
@@ -121,15 +131,15 @@ def sweep_in_progress(tmp_path):
         "a00000000004",
         p(4),
         segments=[start(1), end(1, "failed", exit_code=1)],
-        results={4: {"status": "failed", "final": None, "error": "RuntimeError: boom"}},
+        results={4: ("failed", "RuntimeError: boom")},
     )
     make_trial(
         root,
         "a00000000005",
         p(5),
         segments=[start(1), end(1, "completed")],
-        metrics=[{"epoch": 1, "acc": float("nan")}],
-        results={4: {"status": "diverged", "final": None}},
+        metrics=[{"epoch": e, "acc": float("nan")} for e in range(1, 5)],
+        results={4: ("completed", None)},  # the launcher's record says diverged
     )
     # pruned by ASHA (the trial stopped itself at its rung)
     make_trial(
@@ -138,7 +148,7 @@ def sweep_in_progress(tmp_path):
         p(6),
         segments=[start(1, budget=2), end(1, "pruned", exit_code=76)],
         metrics=epochs(0.3, 0.35),
-        results={2: {"status": "pruned", "final": 0.35}},
+        results={2: ("pruned", None)},
     )
     # pruned by a synchronous rung: completed budget 1 of 4, not promoted
     make_trial(
@@ -147,7 +157,7 @@ def sweep_in_progress(tmp_path):
         p(7),
         segments=[start(1, budget=1), end(1, "completed")],
         metrics=epochs(0.2),
-        results={1: {"status": "completed", "final": 0.2}},
+        results={1: ("completed", None)},
     )
     # promoted at rung 0 and now running at budget 4 (its rung-1 record is older)
     make_trial(
@@ -156,7 +166,7 @@ def sweep_in_progress(tmp_path):
         p(8),
         segments=[start(1, budget=1), end(1, "completed"), start(2, budget=4, job="9002")],
         metrics=epochs(0.9, 0.91),
-        results={1: {"status": "completed", "final": 0.9}},
+        results={1: ("completed", None)},
     )
     # promoted at rung 0, its next job not started yet
     make_trial(
@@ -165,19 +175,21 @@ def sweep_in_progress(tmp_path):
         p(9),
         segments=[start(1, budget=1), end(1, "completed")],
         metrics=epochs(0.4),
-        results={1: {"status": "completed", "final": 0.4}},
+        results={1: ("completed", None)},
     )
     # params written, no segment yet
     make_trial(root, "a0000000000a", p(10))
-    (root / "rungs").mkdir()
-    (root / "rungs" / "bracket0-rung0.json").write_text(
-        json.dumps(
-            {
-                "promoted": ["a00000000008", "a00000000009"],
-                "pruned": ["a00000000007", "a00000000006"],
-            }
-        )
+    # rung 0 of a sync bracket (eta 2) kept the better half of the trials that completed it
+    rung0 = [
+        read_json(result_path(root / "trials" / t, 1))
+        for t in ("a00000000007", "a00000000008", "a00000000009")
+    ]
+    decision = rung_decision(rung0, bracket=0, rung=0, budget=1, metric="acc", mode="max", eta=2)
+    assert (decision["promoted"], decision["pruned"]) == (
+        ["a00000000008", "a00000000009"],
+        ["a00000000007"],
     )
+    write_json(root / RUNG_DECISION_PATH.format(bracket=0, rung=0), decision)
     return root
 
 
@@ -310,7 +322,18 @@ def test_best_so_far_falls_back_to_running_trials(tmp_path):
 def test_metric_comes_from_provenance_while_nothing_has_finished(tmp_path):
     root = tmp_path / "sweep"
     trial = make_trial(root, "c00000000001", {"x": 1}, segments=[start(1)], metrics=epochs(0.5))
-    (trial / "provenance.json").write_text(json.dumps({"metric": "loss", "mode": "min"}))
+    job = TrialJob(
+        trial_id="c00000000001",
+        trial_dir=trial,
+        params={"x": 1},
+        script="train.py",
+        budget=4,
+        metric="loss",
+        mode="min",
+        result_path=result_path(trial, 4),
+        log_path=root / "logs" / "c00000000001-4ep.log",
+    )
+    write_provenance(job, {"sweep": "sweep"}, "running")  # as the training job does at start
     status = scan_sweep(root, now=T0)
     assert (status.metric, status.mode) == ("loss", "min")
     assert status.trials[0].value == pytest.approx(0.5)
@@ -351,7 +374,7 @@ def test_config_gives_pending_trials_and_the_metric(tmp_path):
         plan.trials[ids[1]],
         segments=[start(1), end(1, "completed")],
         metrics=epochs(0.1, 0.2, 0.3, 0.4),
-        results={4: {"status": "completed", "final": 0.4}},
+        results={4: ("completed", None)},
     )
     make_trial(root, "e00000000000", {"x": 99, "epochs": 4}, segments=[start(1)])  # not planned
 

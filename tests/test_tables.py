@@ -1,36 +1,18 @@
 """snakesweep.load(): a sweep folder, written by the real launcher, read as pandas tables."""
 
 import pandas as pd
-from conftest import REPO
+from conftest import ECHO_SCRIPT, run_echo_trial
 
 import snakesweep
 from snakesweep.launch import TrialJob, run_segment
 from snakesweep.trial_folder import result_path
 
-ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
-
-
-def run_trial(root, trial_id, behaviour, epochs=2):
-    trial_dir = root / "trials" / trial_id
-    job = TrialJob(
-        trial_id=trial_id,
-        trial_dir=trial_dir,
-        params={"behaviour": behaviour, "epochs": epochs},
-        script=str(ECHO),
-        budget=epochs,
-        metric="score",
-        mode="max",
-        result_path=result_path(trial_dir, epochs),
-        log_path=root / "logs" / f"{trial_id}-{epochs}ep.log",
-    )
-    assert run_segment(job) == 0
-
 
 def test_load_gives_one_row_per_trial_and_one_per_trial_and_epoch(tmp_path):
     root = tmp_path / "results" / "s"
-    run_trial(root, "aaaaaaaaaaaa", "ok")  # score 2, 4
-    run_trial(root, "bbbbbbbbbbbb", "good")  # score 4, 8
-    run_trial(root, "cccccccccccc", "crash")
+    run_echo_trial(root, "aaaaaaaaaaaa", "ok")  # score 2, 4
+    run_echo_trial(root, "bbbbbbbbbbbb", "good")  # score 4, 8
+    run_echo_trial(root, "cccccccccccc", "crash")
     tables = snakesweep.load(root)
     assert (tables.metric, tables.mode) == ("score", "max")
     trials = tables.trials
@@ -67,3 +49,34 @@ def test_load_of_an_empty_sweep_has_the_columns_and_no_rows(tmp_path):
     tables = snakesweep.load(root)
     assert tables.trials.empty and list(tables.trials.columns[:2]) == ["trial_id", "status"]
     assert tables.metrics.empty and list(tables.metrics.columns) == ["trial_id", "epoch"]
+
+
+def test_a_trial_two_hyperband_brackets_share_is_read_from_its_newest_record(tmp_path):
+    """Trained to 2 epochs in one bracket, then to 1 in another (its script rewrote
+    metrics.jsonl): the tables show the 2-epoch record's epochs, and no restart."""
+    root = tmp_path / "results" / "s"
+    trial_dir = root / "trials" / "aaaaaaaaaaaa"
+    run_echo_trial(root, "aaaaaaaaaaaa", "ok", epochs=2)
+    revisit = TrialJob(
+        trial_id="aaaaaaaaaaaa",
+        trial_dir=trial_dir,
+        params={"behaviour": "ok", "epochs": 2},
+        script=str(ECHO_SCRIPT),
+        budget=1,
+        metric="score",
+        mode="max",
+        result_path=result_path(trial_dir, 1),
+        log_path=root / "logs" / "aaaaaaaaaaaa-1ep.log",
+    )
+    assert run_segment(revisit) == 0
+    tables = snakesweep.load(root, trials=["aaaaaaaaaaaa"])
+    (row,) = tables.trials.to_dict("records")
+    assert (row["status"], row["final"], row["epochs"]) == ("completed", 4.0, 2)
+    assert (row["segments"], row["restarts"]) == (2, 0)
+    assert list(tables.metrics["epoch"]) == [1, 2]
+    assert str(tables.trials["epochs"].dtype) == "Int64"
+    # a planned trial without a folder is pending; one on disk but not planned is left out
+    planned = snakesweep.load(root, trials=["bbbbbbbbbbbb"]).trials
+    assert planned[["trial_id", "status"]].to_dict("records") == [
+        {"trial_id": "bbbbbbbbbbbb", "status": "pending"}
+    ]

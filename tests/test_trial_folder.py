@@ -2,20 +2,32 @@
 
 import io
 import json
+import math
 
 from conftest import REPO
 
+import snakesweep
 from snakesweep import cli
 from snakesweep.jsonl import read_json, read_jsonl
 from snakesweep.launch import TrialJob
 from snakesweep.training_job import run_training_job
 from snakesweep.trial_folder import (
+    append_metrics,
+    append_segment_event,
     count_segments,
     finished_end,
     pair_segments,
+    read_metrics,
+    read_params,
+    read_segments,
     result_path,
     result_records,
     segment_counts,
+    segment_end,
+    segment_start,
+    write_metrics,
+    write_params,
+    write_result,
 )
 
 ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
@@ -23,17 +35,35 @@ TRIAL = "0123456789ab"
 
 
 def start(segment, budget, time=0.0):
-    return {"event": "start", "segment": segment, "budget": budget, "time": time}
+    return segment_start(segment, budget, time, "node-a", 4242, None)
 
 
 def end(segment, outcome, time=1.0, exit_code=0):
-    return {
-        "event": "end",
-        "segment": segment,
-        "outcome": outcome,
-        "time": time,
-        "exit_code": exit_code,
-    }
+    return segment_end(segment, time, exit_code, outcome)
+
+
+def test_what_the_writers_write_the_readers_read(tmp_path):
+    write_params(tmp_path, TRIAL, {"lr": 0.1, "epochs": 2})
+    assert read_params(tmp_path) == {"lr": 0.1, "epochs": 2}
+    events = [start(1, 2, time=10.0), end(1, "continue", time=12.5, exit_code=75)]
+    events += [start(2, 2, time=20.0)]
+    for event in events:
+        append_segment_event(tmp_path, event)
+    assert read_segments(tmp_path) == events
+    (segment, running) = pair_segments(read_segments(tmp_path), running=True)
+    assert (segment["duration_s"], segment["outcome"], running["outcome"]) == (
+        2.5,
+        "continue",
+        "running",
+    )
+    rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": float("nan")}]
+    for row in rows:
+        append_metrics(tmp_path, row)
+    assert read_metrics(tmp_path)[0] == rows[0] and math.isnan(read_metrics(tmp_path)[1]["loss"])
+    write_metrics(tmp_path, rows[:1])  # a resume drops the epoch reported after the last save
+    assert read_metrics(tmp_path) == rows[:1]
+    write_result(result_path(tmp_path, 2), {"status": "completed", "final": 0.5})
+    assert result_records(tmp_path) == {2: {"status": "completed", "final": 0.5}}
 
 
 def test_jsonl_reader_skips_a_line_cut_short_and_reads_the_rest(tmp_path):
@@ -86,6 +116,14 @@ def test_each_later_segment_is_a_resume_a_relaunch_or_a_promotion():
     assert count_segments([]).restarts == 0
 
 
+def test_a_lower_budget_after_a_higher_one_is_a_revisit_not_a_restart():
+    """A trial two Hyperband brackets share: trained to 4 in one, then to rungs 1 and 2."""
+    events = [start(1, 4), end(1, "completed"), start(2, 1), end(2, "completed")]
+    events += [start(3, 2), end(3, "completed")]
+    counts = segment_counts(events)
+    assert (counts.revisits, counts.promotions, counts.restarts) == (1, 1, 0)
+
+
 def test_finished_end_is_the_final_outcome_at_that_budget():
     events = [start(1, 2), end(1, "completed"), start(2, 4), end(2, "continue", exit_code=75)]
     assert finished_end(events[:2], 2) == events[1]
@@ -120,3 +158,6 @@ def test_record_status_and_provenance_agree_on_restarts_over_three_rungs(tmp_pat
     assert (record["segments"], record["restarts"]) == (3, 0)
     assert (status["segments"], status["restarts"]) == (3, 0)
     assert (provenance["n_segments"], provenance["restarts"], provenance["promotions"]) == (3, 0, 2)
+    # and the pandas tables, which the leaderboard is made from
+    trials = snakesweep.load(root).trials
+    assert (trials["segments"][0], trials["restarts"][0]) == (3, 0)

@@ -228,30 +228,41 @@ def test_all_failed_sweep_exits_1_and_partial_failure_exits_0(tmp_path):
 
 
 def test_all_pruned_leaderboard_says_why_nothing_is_best(tmp_path):
+    """ASHA can stop every trial at its first rung: nothing is best, epochs read 1/9."""
+    from snakesweep.atomic import write_json
     from snakesweep.leaderboard import write_leaderboard
+    from snakesweep.trial_folder import result_path
 
-    records = []
+    root = tmp_path / "results" / "s"
     for i, tid in enumerate(["a" * 12, "b" * 12]):
         record = {
             "trial_id": tid,
-            "status": "completed",
+            "status": "pruned",
+            "metric": "val_rmse",
+            "mode": "min",
             "final": 1.0 + i,
             "best": 1.0 + i,
             "best_epoch": 1,
             "epochs_done": 1,
-            "budget": 1,
-            "params": {"lr": 10.0 ** -(i + 1), "epochs": 1},
+            "budget": 9,
+            "params": {"lr": 10.0 ** -(i + 1), "epochs": 9},
             "history": [{"epoch": 1, "val_rmse": 1.0 + i}],
         }
-        p = tmp_path / f"{tid}.json"
-        p.write_text(json.dumps(record))
-        records.append(p)
+        write_json(result_path(root / "trials" / tid, 9), record)
     write_leaderboard(
-        records, tmp_path / "lb.csv", tmp_path / "best.yaml", "s", "val_rmse", "min", 9, (1, 3, 9)
+        root,
+        ["a" * 12, "b" * 12],
+        tmp_path / "lb.csv",
+        tmp_path / "best.yaml",
+        "s",
+        "val_rmse",
+        "min",
+        9,
+        (1, 3, 9),
     )
     rows = read_leaderboard_csv(tmp_path / "lb.csv")
     assert {r["status"] for r in rows} == {"pruned"}
-    assert all(r["budget"] == "9" for r in rows)
+    assert [(r["epochs_done"], r["budget"], r["rung"]) for r in rows] == [("1", "9", "0")] * 2
     assert "no trial completed with a finite val_rmse" in (tmp_path / "best.yaml").read_text()
 
 

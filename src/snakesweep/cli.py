@@ -11,12 +11,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TextIO
 
 from snakesweep import __version__
-from snakesweep.plan_file import PLAN_FILE, read_plan
-from snakesweep.status import StatusError, format_status, planned_trials, scan_sweep
+from snakesweep.status import StatusError, scan_sweep
+from snakesweep.status_config import status_plan
 
 CLEAR_SCREEN = "\033[2J\033[H"
 
@@ -71,30 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    planned = None
-    plan_source = None
-    metric, mode, root = args.metric, args.mode, args.root
-    if args.config:
-        sweep, _ = planned_trials(args.config)
-        planned = sweep.trials
-        metric = metric or sweep.metric
-        mode = mode or sweep.mode
-        root = root or str(sweep.root)
-        plan_source = f"--config {args.config}"
-    if root is None:
-        raise StatusError("name the sweep's results folder (results/<sweep>) or give --config")
-    if planned is None and (plan := read_plan(root)) is not None:
-        # The trial set of the config the sweep last ran with: older trials are stale.
-        planned = plan["trials"]
-        metric = metric or plan.get("metric")
-        mode = mode or plan.get("mode")
-        plan_source = f"the last run ({Path(root) / PLAN_FILE}; --config FILE for another)"
+    plan = status_plan(args.root, args.config, args.metric, args.mode)
 
     def render() -> str:
-        status = scan_sweep(root, metric=metric, mode=mode, planned=planned)
-        status.plan_source = plan_source
+        status = scan_sweep(plan.root, metric=plan.metric, mode=plan.mode, planned=plan.trials)
+        status.plan_source = plan.source
         if args.json:
             return json.dumps(status.to_json(), indent=2, sort_keys=True)
+        from snakesweep.status_text import format_status  # imports pandas: text only
+
         return format_status(status, top=args.top)
 
     if args.watch is None:

@@ -52,7 +52,19 @@ CHECKPOINT_DIR = "checkpoints"
 #: The result record of a trial at a budget, in its folder; and its path below the sweep
 #: root (``results/<sweep>``), which the training rule's output spells with wildcards.
 RESULT_FILE = "result-{budget}.json"
-RESULT_PATH = "trials/{trial_id}/" + RESULT_FILE
+#: The folder of the trial folders below the sweep root (``results/<sweep>/trials/<trial_id>``).
+TRIALS_DIR = "trials"
+RESULT_PATH = TRIALS_DIR + "/{trial_id}/" + RESULT_FILE
+#: The sweep's outputs below its root: the ranked trials and the best trial's config.
+LEADERBOARD_FILE = "leaderboard.csv"
+BEST_FILE = "best.yaml"
+#: Synchronous pruning's files below the sweep root: each rung's decision (scores, promoted,
+#: pruned) and each Hyperband bracket's summary; ASHA's per-trial reports live in a subfolder.
+RUNGS_DIR = "rungs"
+RUNG_DECISION_PATH = RUNGS_DIR + "/bracket{bracket}-rung{rung}.json"
+RUNG_DECISION_GLOB = RUNGS_DIR + "/bracket*-rung*.json"
+BRACKET_SUMMARY_PATH = RUNGS_DIR + "/bracket{bracket}-records.json"
+ASHA_DIR = RUNGS_DIR + "/asha"
 #: The training log of a trial at a budget below the sweep root (all its segments).
 TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
 #: Packed trials (``pack`` > 1): the record a pack's member writes in its trial folder; the

@@ -27,16 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep import contract, slurm_job
-from snakesweep.atomic import append_line, write_bytes, write_json
+from snakesweep.atomic import write_bytes
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
+    append_segment_event,
     finished_end,
     progress_mark,
     read_metrics,
     read_segments,
     segment_counts,
+    segment_end,
+    segment_start,
     slurm_job_ids,
     wall_time,
+    write_params,
+    write_result,
 )
 from snakesweep.trial_lock import TrialLock
 
@@ -121,9 +126,8 @@ def _say(job: TrialJob, message: str) -> None:
 
 
 def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) -> int:
-    params_path = job.trial_dir / contract.PARAMS_FILE
-    if not params_path.exists():
-        write_json(params_path, {"trial_id": job.trial_id, "params": dict(job.params)})
+    if not (job.trial_dir / contract.PARAMS_FILE).exists():
+        write_params(job.trial_dir, job.trial_id, job.params)
 
     events = read_segments(job.trial_dir)
     continued = sum(1 for e in events if e.get("event") == "end" and e.get("outcome") == "continue")
@@ -139,7 +143,7 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
         # killed): rewrite the record from the trial folder; training never runs twice.
         _restore_log(job)
         outcome, error = _classify(done.get("exit_code"), continued, job)
-        write_json(job.result_path, build_record(job, outcome, error, events))
+        write_result(job.result_path, build_record(job, outcome, error, events))
         print(
             f"snakesweep: trial {job.trial_id} already finished at {job.budget} epochs "
             f"(segment {done.get('segment')}: {done.get('outcome')}); record rewritten",
@@ -147,16 +151,10 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
         )
         return 0
     started = time.time()
-    start_event = {
-        "event": "start",
-        "segment": segment,
-        "budget": job.budget,
-        "time": started,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "slurm_job_id": slurm_job.job_id(env),
-    }
-    append_line(job.trial_dir / contract.SEGMENTS_FILE, json.dumps(start_event))
+    start_event = segment_start(
+        segment, job.budget, started, socket.gethostname(), os.getpid(), slurm_job.job_id(env)
+    )
+    append_segment_event(job.trial_dir, start_event)
 
     child_env = _child_env(job, env, started)
     argv = command_line(job)
@@ -178,19 +176,9 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
         outcome, error = _classify(
             returncode, continued, job, progressed=progressed, stop_requested=bool(signals)
         )
-        append_line(
-            job.trial_dir / contract.SEGMENTS_FILE,
-            json.dumps(
-                {
-                    "event": "end",
-                    "segment": segment,
-                    "time": time.time(),
-                    "exit_code": returncode,
-                    "outcome": outcome,
-                    "progressed": progressed,
-                    "stop_requested": bool(signals),
-                }
-            ),
+        append_segment_event(
+            job.trial_dir,
+            segment_end(segment, time.time(), returncode, outcome, progressed, bool(signals)),
         )
         log.write(f"=== segment {segment} ended: exit code {returncode} -> {outcome}\n")
         log.flush()
@@ -205,7 +193,7 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
         )
         return contract.EXIT_CONTINUE
     record = build_record(job, outcome, error, read_segments(job.trial_dir))
-    write_json(job.result_path, record)
+    write_result(job.result_path, record)
     if record["status"] == "failed":
         print(
             f"snakesweep: trial {job.trial_id} FAILED: {record['error']} (log: {job.log_path})",

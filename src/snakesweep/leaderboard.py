@@ -1,29 +1,53 @@
-"""Writing the leaderboard files and the end-of-run summary."""
+"""Writing the leaderboard files and the end-of-run summary, from the sweep's pandas tables.
+
+The trials come from ``snakesweep.load`` (:mod:`snakesweep.tables`), restricted to the
+trials the workflow planned, so their states are those of ``snakesweep status``.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from snakesweep import contract
 from snakesweep.atomic import write_bytes
 from snakesweep.results import (
     best_config,
     best_trial,
     format_table,
-    latest_per_trial,
     leaderboard_rows,
-    read_records,
     status_counts,
     write_csv,
 )
+from snakesweep.tables import load, trial_records
+
+
+def finished_trials(
+    root: str | os.PathLike,
+    trial_ids: Iterable[str],
+    metric: str,
+    mode: str,
+    budget: int,
+    rung_budgets: Sequence[int] = (),
+) -> tuple[list[dict[str, Any]], int]:
+    """The finished trials among ``trial_ids`` as leaderboard records, and how many are not.
+
+    A trial that completed a rung below ``budget`` and that the rung's decision did not
+    promote is ``pruned``; every record's ``budget`` is the full one (epochs read ``1/9``).
+    """
+    ids = list(trial_ids)
+    tables = load(root, metric, mode, trials=ids)
+    records = trial_records(tables, budget, rung_budgets)
+    return records, len(ids) - len(records)
 
 
 def write_leaderboard(
-    record_paths: Sequence[str | os.PathLike],
+    root: str | os.PathLike,
+    trial_ids: Iterable[str],
     csv_path: str | os.PathLike,
     best_path: str | os.PathLike,
     sweep: str,
@@ -34,7 +58,7 @@ def write_leaderboard(
     sweep_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Rank the trials into ``csv_path`` and write the best trial's config to ``best_path``."""
-    records = latest_per_trial(read_records(record_paths), budget, rung_budgets)
+    records, _ = finished_trials(root, trial_ids, metric, mode, budget, rung_budgets)
     write_csv(leaderboard_rows(records, mode), csv_path)
     best = best_trial(records, mode, budget=budget)
     counts = status_counts(records)
@@ -67,20 +91,21 @@ def no_result_message(sweep: str, metric: str) -> str:
 
 
 def sweep_has_result(
-    record_paths: Sequence[str | os.PathLike],
+    root: str | os.PathLike,
+    trial_ids: Iterable[str],
+    metric: str,
     mode: str,
     budget: int,
     rung_budgets: Sequence[int] = (),
 ) -> bool:
     """Whether some trial completed the full budget with a finite metric (a best trial exists)."""
-    found = [p for p in record_paths if Path(p).exists()]
-    records = latest_per_trial(read_records(found), budget, rung_budgets)
+    records, _ = finished_trials(root, trial_ids, metric, mode, budget, rung_budgets)
     return best_trial(records, mode, budget=budget) is not None
 
 
 def summary(
-    record_paths: Sequence[str | os.PathLike],
     root: str | os.PathLike,
+    trial_ids: Iterable[str],
     metric: str,
     mode: str,
     budget: int,
@@ -92,11 +117,9 @@ def summary(
     A sweep without a usable result (no trial completed with a finite metric) says so first.
     """
     root = Path(root)
-    found = [p for p in record_paths if Path(p).exists()]
-    records = latest_per_trial(read_records(found), budget, rung_budgets)
+    records, missing = finished_trials(root, trial_ids, metric, mode, budget, rung_budgets)
     rows = leaderboard_rows(records, mode)
     counts = {s: n for s, n in status_counts(records).items() if n}
-    missing = len(record_paths) - len(found)
     lines = []
     if best_trial(records, mode, budget=budget) is None:
         lines.append(no_result_message(root.name, metric))
@@ -110,5 +133,7 @@ def summary(
     for row in rows:
         if row["status"] == "failed":
             lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
-    lines.append(f"leaderboard: {root / 'leaderboard.csv'}   best config: {root / 'best.yaml'}")
+    lines.append(
+        f"leaderboard: {root / contract.LEADERBOARD_FILE}   best config: {root / contract.BEST_FILE}"
+    )
     return "\n".join(lines)

@@ -7,13 +7,13 @@ config of the same sweep are known to be stale instead of being mixed in.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from snakesweep.atomic import write_json
+from snakesweep.jsonl import read_json
 
 PLAN_FILE = "plan.json"
 
@@ -29,8 +29,5 @@ def write_plan(
 
 def read_plan(root: str | os.PathLike) -> dict[str, Any] | None:
     """The plan of the last run, or None if there is none (or it cannot be read)."""
-    try:
-        plan = json.loads((Path(root) / PLAN_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return plan if isinstance(plan, dict) and isinstance(plan.get("trials"), dict) else None
+    plan = read_json(Path(root) / PLAN_FILE)
+    return plan if plan is not None and isinstance(plan.get("trials"), dict) else None

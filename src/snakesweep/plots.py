@@ -1,8 +1,8 @@
 """Figures of a sweep for the report: learning curves and the metric against each parameter.
 
-Both take result records (the JSON a training job leaves per budget). A trial may
-have several records, one per pruning rung: the one with the highest budget is
-its latest word and the only one drawn. Figures are drawn with matplotlib's Agg
+Both take the sweep's pandas tables (``snakesweep.load``, :mod:`snakesweep.tables`):
+each finished trial as the leaderboard sees it (a trial stopped at a pruning rung
+is drawn to its rung) and its per-epoch metrics. Figures are drawn with matplotlib's Agg
 backend and saved without a date, so the same records give the same file.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.atomic import write_bytes
-from snakesweep.results import best_trial, is_finite, latest_per_trial
+from snakesweep.results import best_trial, format_number, is_finite
+from snakesweep.tables import SweepTables, trial_records
 
 #: Line and marker style of each trial status.
 STYLES: dict[str, dict[str, Any]] = {
@@ -29,17 +30,9 @@ OTHER_STYLE: dict[str, Any] = {"color": "tab:purple", "linestyle": ":", "end": N
 BEST_COLOR = "tab:green"
 
 
-def latest_records(
-    records: Iterable[Mapping[str, Any]], full_budget: int | None = None
-) -> list[Mapping[str, Any]]:
-    """One record per trial as the leaderboard sees it (``results.latest_per_trial``), by id.
-
-    Without ``full_budget`` the largest budget among the records counts as full.
-    """
-    records = list(records)
-    if full_budget is None:
-        full_budget = max((r.get("budget") or 0 for r in records), default=0)
-    return sorted(latest_per_trial(records, full_budget), key=lambda r: r["trial_id"])
+def drawn_trials(tables: SweepTables, full_budget: int | None = None) -> list[dict[str, Any]]:
+    """The finished trials as result-record-shaped dicts (``tables.trial_records``), by id."""
+    return sorted(trial_records(tables, full_budget), key=lambda r: r["trial_id"])
 
 
 def curve(record: Mapping[str, Any], metric: str) -> tuple[list[int], list[float]]:
@@ -71,7 +64,7 @@ def is_numeric(values: Iterable[Any]) -> bool:
 
 
 def plot_learning_curves(
-    records: Iterable[Mapping[str, Any]],
+    tables: SweepTables,
     path: str | os.PathLike,
     metric: str,
     mode: str,
@@ -87,7 +80,7 @@ def plot_learning_curves(
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    records = latest_records(records, budget)
+    records = drawn_trials(tables, budget)
     best = best_trial(records, mode, budget=budget)
     fig, ax = _figure(1, 1, (7.5, 4.8))
     ax = ax[0]
@@ -139,7 +132,7 @@ def plot_learning_curves(
                 color=BEST_COLOR,
                 linewidth=2.8,
                 marker="o",
-                label=f"best {best['trial_id']}: {metric}={best['final']:.4g}",
+                label=f"best {best['trial_id']}: {metric}={format_number(best['final'])}",
             ),
         )
     if not any(curve(r, metric)[0] for r in records):
@@ -163,7 +156,7 @@ def plot_learning_curves(
 
 
 def plot_metric_vs_params(
-    records: Iterable[Mapping[str, Any]],
+    tables: SweepTables,
     path: str | os.PathLike,
     metric: str,
     mode: str,
@@ -180,7 +173,7 @@ def plot_metric_vs_params(
     Trials without a finite metric are left out and counted in the title.
     Returns the scale of each panel.
     """
-    records = latest_records(records, budget)
+    records = drawn_trials(tables, budget)
     log_parameters = set(log_parameters)
     best = best_trial(records, mode, budget=budget)
     shown = [r for r in records if is_finite(r.get("final"))]

@@ -131,6 +131,7 @@ def summarize_segments(
         "relaunches": counts.relaunches,
         "restarts": counts.restarts,
         "promotions": counts.promotions,
+        "revisits": counts.revisits,
         "slurm_job_ids": slurm_job_ids(events),
         "hosts": sorted({s["host"] for s in segments if s["host"]}),
     }

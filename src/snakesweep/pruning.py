@@ -140,7 +140,7 @@ def rung_decision(
     mode: str,
     eta: int,
 ) -> dict[str, Any]:
-    """The decision file of a synchronous rung (``rungs/*.json``): scores, promoted, pruned."""
+    """The decision file of a synchronous rung (``contract.RUNG_DECISION_PATH``): scores, promoted, pruned."""
     scores = rung_scores(records)
     promoted = promote(scores, eta=eta, mode=mode)
     return {

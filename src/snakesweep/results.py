@@ -73,32 +73,6 @@ def best_trial(
     return ranked[0] if ranked else None
 
 
-def latest_per_trial(
-    records: Iterable[Mapping[str, Any]], max_budget: int, rung_budgets: Sequence[int] = ()
-) -> list[dict[str, Any]]:
-    """One record per trial: the one of its largest budget, with the rung it reached.
-
-    A trial whose last record completed a budget below ``max_budget`` was not
-    promoted: it is marked ``pruned``. ``rung`` is the index of the largest rung
-    budget the trial completed (None if it completed none). ``budget`` becomes
-    ``max_budget`` for every trial, so epochs read ``done/full`` (``1/9``) whether
-    SHA stopped the trial at a rung or ASHA's trial stopped itself.
-    """
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        current = latest.get(record["trial_id"])
-        if current is None or record["budget"] > current["budget"]:
-            latest[record["trial_id"]] = dict(record)
-    rungs = sorted(rung_budgets) or [max_budget]
-    for record in latest.values():
-        if record["status"] == "completed" and record["budget"] < max_budget:
-            record["status"] = "pruned"
-        reached = [i for i, b in enumerate(rungs) if b <= (record.get("epochs_done") or 0)]
-        record["rung"] = reached[-1] if reached else None
-        record["budget"] = max_budget
-    return list(latest.values())
-
-
 def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """The result records at ``paths``; each must exist and hold a JSON object."""
     records = []

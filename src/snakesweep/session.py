@@ -37,11 +37,13 @@ import torch
 
 from snakesweep import contract
 from snakesweep.asha import AshaRungs
-from snakesweep.atomic import append_line, remove_stale_temps, write_bytes
+from snakesweep.atomic import remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, save_checkpoint
 from snakesweep.deadline import Deadline
+from snakesweep.jsonl import read_json
 from snakesweep.results import format_number
 from snakesweep.stop_policy import StopPolicy
+from snakesweep.trial_folder import append_metrics, metrics_bytes, write_metrics
 
 #: Signals that ask the trial to save at the next step boundary and continue later.
 #: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
@@ -279,7 +281,7 @@ class TrialSession:
         if saved:
             self.save()
         if self.trial_dir is not None:
-            append_line(self.trial_dir / contract.METRICS_FILE, json.dumps(record))
+            append_metrics(self.trial_dir, record)
         self._say(
             f"epoch {self.epoch}: "
             + " ".join(f"{k}={format_number(v)}" for k, v in record.items() if k != "epoch")
@@ -404,12 +406,7 @@ class TrialSession:
 
     def _read_timings(self) -> dict[str, float]:
         remove_stale_temps(self.checkpoint_dir, TIMINGS_FILE)
-        try:
-            data = json.loads((self.checkpoint_dir / TIMINGS_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
+        data = read_json(self.checkpoint_dir / TIMINGS_FILE) or {}
         return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and v >= 0}
 
     def _save_time_unknown(self) -> bool:
@@ -462,10 +459,9 @@ class TrialSession:
             return
         path = self.trial_dir / contract.METRICS_FILE
         remove_stale_temps(self.trial_dir, contract.METRICS_FILE)
-        data = "".join(json.dumps(r) + "\n" for r in self.history).encode()
-        if path.exists() and path.read_bytes() == data:
+        if path.exists() and path.read_bytes() == metrics_bytes(self.history):
             return  # already right (a finished trial resumed, say): leave the file alone
-        write_bytes(path, data)
+        write_metrics(self.trial_dir, self.history)
 
     def _say(self, message: str) -> None:
         if self.verbose:

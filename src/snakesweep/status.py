@@ -11,12 +11,15 @@ Each trial's state comes from its folder alone (see ``docs/results.md``):
   ``continue`` (the next job will continue it), or the trial completed a
   pruning rung and waits for the rung's decision or for its next job;
 * ``pruned`` also covers a trial that completed a rung below its full budget
-  (``params.epochs``) and that a rung decision (``rungs/*.json``) did not promote;
+  (``params.epochs``) and that a rung decision (``rungs/bracket*-rung*.json``) did not promote;
 * ``pending``: planned (with the sweep's config) or present on disk, but no
   segment has started.
 
 Reading never locks or writes anything; files being written are read as they
 are (a line cut short is skipped), so the answer is at worst one epoch old.
+This module derives the states; :mod:`snakesweep.tables` turns them into pandas
+tables, :mod:`snakesweep.status_text` formats those for ``snakesweep status`` and
+:mod:`snakesweep.status_config` finds the plan (``--config`` or the last run's).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 from snakesweep import contract
 from snakesweep.jsonl import read_json
-from snakesweep.results import best_epoch, format_number, is_finite
+from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
     read_metrics,
     read_params,
@@ -78,6 +81,8 @@ class TrialStatus:
     #: For a running trial on this host: whether its job's process still exists.
     alive: bool | None = None
     error: str | None = None
+    #: The log file its newest result record names (finished trials).
+    log: str | None = None
 
 
 @dataclass
@@ -96,6 +101,8 @@ class SweepStatus:
     plan_source: str | None = None
     #: Trials found on disk that the config does not plan (an earlier version of the sweep).
     not_in_plan: int = 0
+    #: What each trial's folder holds, by trial id (read once; not part of ``to_json``).
+    files: dict[str, TrialFiles] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -173,13 +180,11 @@ def process_alive(host: str | None, pid: Any) -> bool | None:
 
 
 def rung_decisions(root: str | os.PathLike) -> set[str]:
-    """Trials that a synchronous rung decision (``rungs/*.json``) did not promote."""
+    """Trials that a synchronous rung decision (``rungs/bracket*-rung*.json``) did not promote."""
     pruned: set[str] = set()
-    rungs = Path(root) / "rungs"
-    if rungs.is_dir():
-        for path in sorted(rungs.glob("*.json")):
-            decision = read_json(path) or {}
-            pruned.update(t for t in decision.get("pruned") or [] if isinstance(t, str))
+    for path in sorted(Path(root).glob(contract.RUNG_DECISION_GLOB)):
+        decision = read_json(path) or {}
+        pruned.update(t for t in decision.get("pruned") or [] if isinstance(t, str))
     return pruned
 
 
@@ -222,9 +227,7 @@ def trial_status(
     ):
         state = "pruned" if files.trial_id in set(not_promoted) else "waiting"
 
-    history = files.metrics
-    if record is not None and state in FINISHED:
-        history = record.get("history") or history
+    history = epochs_of(files, state)
     epochs_done = _int(history[-1].get("epoch")) if history else 0
     value = None
     if metric and history:
@@ -258,7 +261,17 @@ def trial_status(
         updated=files.metrics_mtime,
         alive=alive,
         error=(record or {}).get("error") if state in FINISHED else None,
+        log=(record or {}).get("log") if state in FINISHED else None,
     )
+
+
+def epochs_of(files: TrialFiles, state: str) -> list[dict[str, Any]]:
+    """The per-epoch metrics a trial's state is read from: a finished trial's newest record's
+    history (metrics.jsonl may since hold another run's epochs: a Hyperband revisit), else
+    ``metrics.jsonl`` as it stands."""
+    if state in FINISHED and files.records:
+        return list(files.records[max(files.records)].get("history") or files.metrics)
+    return files.metrics
 
 
 # -- the whole sweep ---------------------------------------------------------------------------
@@ -295,7 +308,7 @@ def scan_sweep(
     trials to the plan and counts those without a folder as pending.
     """
     root = Path(root)
-    trials_dir = root / "trials"
+    trials_dir = root / contract.TRIALS_DIR
     if not root.is_dir() and planned is None:
         raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
     names = (
@@ -329,6 +342,7 @@ def scan_sweep(
         planned=len(planned) if planned is not None else None,
         not_in_plan=not_in_plan,
         stale=stale,
+        files={f.trial_id: f for f in files},
     )
 
 
@@ -351,155 +365,6 @@ def order(trials: Iterable[TrialStatus], mode: str | None) -> list[TrialStatus]:
         group = [t for t in trials if t.state == state]
         out += ranked(group, mode) if mode else sorted(group, key=lambda t: t.trial_id)
     return out
-
-
-def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """The sweep plan of a config file: (Sweep, config). Raises StatusError if it is invalid."""
-    import yaml
-
-    from snakesweep.space import ConfigError
-    from snakesweep.sweep import build_sweep
-
-    try:
-        # From the open file, so a syntax error names the file as well as the line.
-        with open(config_path) as f:
-            config = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as error:
-        raise StatusError(f"--config {config_path}: cannot read it: {error}") from None
-    if not isinstance(config, dict):
-        raise StatusError(f"--config {config_path}: not a mapping of config keys")
-    try:
-        return build_sweep(config), config
-    except ConfigError as error:
-        raise StatusError(f"--config {config_path}: invalid sweep config: {error}") from None
-
-
-# -- text --------------------------------------------------------------------------------------
-
-
-def format_status(status: SweepStatus, top: int = 20, now: float | None = None) -> str:
-    """The status as text for a terminal: counts, best so far, running trials, leaderboard."""
-    now = status.time if now is None else now
-    metric = status.metric or "metric"
-    counts = status.counts
-    total = len(status.trials)
-    lines = [
-        f"snakesweep status: {status.root}  ({status.metric or '?'}, {status.mode or '?'})  "
-        + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
-        f"{total} trials: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
-    ]
-    if status.planned is None:
-        lines.append("  (trials on disk only: pass --config to count the planned ones not started)")
-    elif status.plan_source:
-        lines.append(f"  (trial set of {status.plan_source})")
-    if status.not_in_plan:
-        lines.append(
-            f"  ({status.not_in_plan} STALE trial folder(s) on disk, from an older config of this "
-            "sweep, not counted: "
-            + ", ".join(status.stale[:5])
-            + (" ..." if len(status.stale) > 5 else "")
-            + ")"
-        )
-    if status.metric is None or status.mode is None:
-        lines.append(
-            "  metric or mode unknown (no result or provenance names it yet): "
-            "pass --metric NAME --mode min|max, or --config"
-        )
-    best, source = status.best
-    if best is None:
-        lines.append("best so far: -")
-    else:
-        lines.append(
-            f"best so far: {best.trial_id}  {metric}={format_number(best.value)}  "
-            f"({best.state}, {best.epochs_done}/{format_number(best.budget)} epochs"
-            + (", not finished: no trial has completed yet" if source == "running" else "")
-            + ")"
-        )
-    running = [t for t in status.trials if t.state in ("running", "waiting")]
-    if running:
-        lines += ["", "running:"]
-        rows = [
-            ["trial_id", "state", "epoch", metric, "host", "slurm job", "segment for", "last epoch"]
-        ]
-        for t in running:
-            rows.append(
-                [
-                    t.trial_id,
-                    t.state + (" (no process)" if t.alive is False else ""),
-                    f"{t.epochs_done}/{format_number(t.budget)}",
-                    format_number(t.value),
-                    t.host or "-",
-                    t.slurm_job_id or "-",
-                    _ago(now, t.started) if t.state == "running" else "-",
-                    (_ago(now, t.updated) + " ago") if t.updated else "-",
-                ]
-            )
-        lines += ["  " + line for line in _table(rows)]
-    shown = [t for t in status.trials if t.state != "pending"]
-    if shown:
-        varying = _varying_params(shown)
-        rows = [["#", "trial_id", "state", metric, "best", "epochs", "segments", *varying]]
-        for position, t in enumerate(shown[: top or None], start=1):
-            rows.append(
-                [
-                    str(position),
-                    t.trial_id,
-                    t.state,
-                    format_number(t.value),
-                    format_number(t.best),
-                    f"{t.epochs_done}/{format_number(t.budget)}",
-                    str(t.segments),
-                    *(format_number(t.params.get(p)) for p in varying),
-                ]
-            )
-        lines += ["", "leaderboard:"] + ["  " + line for line in _table(rows)]
-        if top and len(shown) > top:
-            lines.append(f"  ... {len(shown) - top} more (--top 0 shows all)")
-        for t in shown:
-            if t.state == "failed" and t.error:
-                lines.append(f"FAILED {t.trial_id}: {t.error}")
-    pending = [t for t in status.trials if t.state == "pending"]
-    if pending:
-        # One planned trial varies nothing: show all its parameters then.
-        varying = _varying_params(pending)
-        if len(pending) == 1:
-            varying = sorted(set(pending[0].params) - {"epochs"})
-        rows = [["trial_id", "epochs", *varying]]
-        for t in pending[: top or None]:
-            rows.append(
-                [
-                    t.trial_id,
-                    format_number(t.budget),
-                    *(format_number(t.params.get(p)) for p in varying),
-                ]
-            )
-        lines += ["", "pending (planned, not started):"] + ["  " + line for line in _table(rows)]
-        if top and len(pending) > top:
-            lines.append(f"  ... {len(pending) - top} more (--top 0 shows all)")
-    return "\n".join(lines)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-
-
-def _varying_params(trials: Sequence[TrialStatus]) -> list[str]:
-    names = sorted({n for t in trials for n in t.params} - {"epochs"})
-    return [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
-
-
-def _ago(now: float, then: float | None) -> str:
-    if not isinstance(then, (int, float)):
-        return "-"
-    seconds = max(0, int(now - then))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _finite(value: Any) -> float | None:

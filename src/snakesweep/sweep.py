@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakesweep import contract
 from snakesweep.pruning import hyperband_brackets, rung_budgets
 from snakesweep.sampling import expand
 from snakesweep.space import ConfigError, Parameter, parse_parameters
@@ -48,7 +49,7 @@ class Sweep:
         return list(self.trials)
 
     def trial_dir(self, trial_id: str) -> Path:
-        return self.root / "trials" / trial_id
+        return self.root / contract.TRIALS_DIR / trial_id
 
 
 def build_sweep(config: Mapping[str, Any]) -> Sweep:

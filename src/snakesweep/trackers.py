@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.atomic import write_json
+from snakesweep.jsonl import read_json
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
@@ -132,7 +133,7 @@ def write_wandb(
     """Log the epochs W&B does not have yet to an offline run (id = trial id); return how many."""
     trial_dir = Path(trial_dir)
     state_path = trial_dir / WANDB_DIR / WANDB_STATE
-    last = json.loads(state_path.read_text())["last_epoch"] if state_path.exists() else 0
+    last = (read_json(state_path) or {}).get("last_epoch", 0)
     new = [row for row in history if int(row["epoch"]) > last]
     if not new:
         return 0

@@ -1,4 +1,4 @@
-"""The trial folder's format, read and interpreted in one place.
+"""The trial folder's format, written, read and interpreted in one place.
 
 A trial folder (``<root>/trials/<trial_id>/``) holds ``params.json``,
 ``metrics.jsonl`` (one object per epoch, appended by the training script),
@@ -7,11 +7,13 @@ by the launcher), one result record per finished budget
 (``result-<budget>.json``) and ``provenance.json``. Every module that needs to
 know what these files say (the launcher, ``status``, provenance, ASHA, the
 results layer) asks this one, so that "restarts" or "finished at this budget"
-mean the same thing everywhere.
+mean the same thing everywhere; and every writer (the launcher, the session, tests
+building folders) writes through this one, so that readers and writers cannot drift.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep import contract
+from snakesweep.atomic import append_line, write_bytes, write_json
 from snakesweep.jsonl import read_json, read_jsonl
 
 PROVENANCE_FILE = contract.PROVENANCE_FILE
@@ -36,6 +39,83 @@ def result_path(trial_dir: str | os.PathLike, budget: int | str) -> Path:
 def packed_result_path(trial_dir: str | os.PathLike, budget: int | str) -> Path:
     """Where a packed trial's own record at ``budget`` epochs lives (copied to ``result_path``)."""
     return Path(trial_dir) / contract.PACKED_RESULT_FILE.format(budget=budget)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def write_params(trial_dir: str | os.PathLike, trial_id: str, params: Mapping[str, Any]) -> Path:
+    """``params.json``: the trial id and its full parameter set (epochs included)."""
+    path = Path(trial_dir) / contract.PARAMS_FILE
+    write_json(path, {"trial_id": trial_id, "params": dict(params)})
+    return path
+
+
+def segment_start(
+    segment: int,
+    budget: int,
+    time: float,
+    host: str,
+    pid: int,
+    slurm_job_id: str | None,
+) -> dict[str, Any]:
+    """The event a job appends to ``segments.jsonl`` when it starts the training script."""
+    return {
+        "event": "start",
+        "segment": segment,
+        "budget": budget,
+        "time": time,
+        "host": host,
+        "pid": pid,
+        "slurm_job_id": slurm_job_id,
+    }
+
+
+def segment_end(
+    segment: int,
+    time: float,
+    exit_code: int,
+    outcome: str,
+    progressed: bool = True,
+    stop_requested: bool = False,
+) -> dict[str, Any]:
+    """The event a job appends when the script exited: its code and the outcome made of it."""
+    return {
+        "event": "end",
+        "segment": segment,
+        "time": time,
+        "exit_code": exit_code,
+        "outcome": outcome,
+        "progressed": progressed,
+        "stop_requested": stop_requested,
+    }
+
+
+def append_segment_event(trial_dir: str | os.PathLike, event: Mapping[str, Any]) -> None:
+    append_line(Path(trial_dir) / contract.SEGMENTS_FILE, json.dumps(dict(event)))
+
+
+def append_metrics(trial_dir: str | os.PathLike, row: Mapping[str, Any]) -> None:
+    """One epoch's metrics (``{"epoch": n, ...}``) appended to ``metrics.jsonl``."""
+    append_line(Path(trial_dir) / contract.METRICS_FILE, json.dumps(dict(row)))
+
+
+def metrics_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """The content of a ``metrics.jsonl`` holding exactly ``rows``."""
+    return "".join(json.dumps(dict(r)) + "\n" for r in rows).encode()
+
+
+def write_metrics(trial_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` with ``rows`` at once (a resume drops unsaved epochs)."""
+    write_bytes(Path(trial_dir) / contract.METRICS_FILE, metrics_bytes(rows))
+
+
+def write_result(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """A result record (``result_path``), written atomically: readers see all of it or none."""
+    write_json(path, dict(record))
+
+
+# -- reading -----------------------------------------------------------------------------------
 
 
 def read_segments(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -100,13 +180,15 @@ def finished_end(events: Sequence[Mapping[str, Any]], budget: int) -> Mapping[st
 @dataclass(frozen=True)
 class SegmentCounts:
     """How a trial's segments follow each other; each later segment is exactly one of
-    a resume, a relaunch or a promotion.
+    a resume, a relaunch, a promotion or a revisit.
 
     * ``resumes``: segments after one that saved its state and asked to go on
       (outcome ``continue``: time limit, preemption, SIGTERM);
     * ``relaunches``: segments at the same budget after one that ended without
       finishing it otherwise (lost to SIGKILL or a node failure, failed and run again);
     * ``promotions``: segments that took the trial on to a higher budget (rungs);
+    * ``revisits``: segments at a lower budget than the one before (a Hyperband bracket
+      that shares the trial with another trains it to its own, lower rung);
     * ``restarts`` = resumes + relaunches: extra segments at the same budget, the
       figure in result records, the leaderboard, ``status`` and provenance.
     """
@@ -115,6 +197,7 @@ class SegmentCounts:
     resumes: int
     relaunches: int
     promotions: int
+    revisits: int = 0
 
     @property
     def restarts(self) -> int:
@@ -159,15 +242,17 @@ def pair_segments(
 
 def count_segments(segments: Sequence[Mapping[str, Any]]) -> SegmentCounts:
     """The one definition of resumes, relaunches, restarts and promotions (see SegmentCounts)."""
-    resumes = relaunches = promotions = 0
+    resumes = relaunches = promotions = revisits = 0
     for before, after in zip(segments, segments[1:], strict=False):
         if before.get("outcome") == "continue":
             resumes += 1
-        elif (_number(after.get("budget"))) > (_number(before.get("budget"))):
+        elif _number(after.get("budget")) > _number(before.get("budget")):
             promotions += 1
+        elif _number(after.get("budget")) < _number(before.get("budget")):
+            revisits += 1
         else:
             relaunches += 1
-    return SegmentCounts(len(segments), resumes, relaunches, promotions)
+    return SegmentCounts(len(segments), resumes, relaunches, promotions, revisits)
 
 
 def segment_counts(events: Sequence[Mapping[str, Any]]) -> SegmentCounts:

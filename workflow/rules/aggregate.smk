@@ -7,12 +7,12 @@ rule leaderboard:
         brackets=bracket_summaries,
     output:
         csv=report(
-            f"{ROOT}/leaderboard.csv",
+            f"{ROOT}/{contract.LEADERBOARD_FILE}",
             caption="../report/leaderboard.rst",
             category="Leaderboard",
         ),
         best=report(
-            f"{ROOT}/best.yaml",
+            f"{ROOT}/{contract.BEST_FILE}",
             caption="../report/best.rst",
             category="Best trial",
         ),
@@ -25,6 +25,9 @@ rule leaderboard:
     conda:
         "../../environment.yml"
     params:
+        # The sweep folder the tables are read from (snakesweep.load): the outputs' folder.
+        root=lambda wildcards, output: os.path.dirname(output.csv),
+        trial_ids=list(SWEEP.trials),
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,

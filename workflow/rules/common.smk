@@ -1,11 +1,11 @@
 # Shared state and input functions: the sweep plan is computed once, at parse time.
 
-import json
 import os
 import sys
 
 from snakesweep import contract
 from snakesweep.plan_file import write_plan
+from snakesweep.jsonl import read_json
 from snakesweep.snakemake_glue import sweep_plan
 from snakesweep.sweep import plan_note
 
@@ -42,8 +42,7 @@ def alive_trials(bracket, rung):
     if rung == 0:
         return list(SWEEP.brackets[bracket].trial_ids)
     decision = checkpoints.promote_rung.get(bracket=bracket, rung=rung - 1).output[0]
-    with open(decision) as f:
-        return json.load(f)["promoted"]
+    return read_json(decision)["promoted"]
 
 
 def rung_records(bracket, rung):
@@ -72,7 +71,10 @@ def bracket_summaries(wildcards):
     """
     if len(SWEEP.brackets) < 2:
         return []
-    return [f"{ROOT}/rungs/bracket{b.index}-records.json" for b in SWEEP.brackets]
+    return [
+        f"{ROOT}/{contract.BRACKET_SUMMARY_PATH.format(bracket=b.index)}"
+        for b in SWEEP.brackets
+    ]
 
 
 def final_results(wildcards):
@@ -102,7 +104,7 @@ def asha_settings():
     if SWEEP.pruning != "asha":
         return {}
     return {
-        contract.ENV_ASHA_DIR: f"{ROOT}/rungs/asha",
+        contract.ENV_ASHA_DIR: f"{ROOT}/{contract.ASHA_DIR}",
         contract.ENV_ASHA_RUNGS: ",".join(str(b) for b in SWEEP.rung_budgets),
         contract.ENV_ASHA_ETA: str(SWEEP.eta),
         contract.ENV_ASHA_MIN_PEERS: str(config["pruning"]["min_peers"]),
@@ -117,12 +119,9 @@ def print_summary():
     """
     from snakesweep.leaderboard import summary, sweep_has_result
 
-    if not os.path.exists(f"{ROOT}/leaderboard.csv"):
+    if not os.path.exists(f"{ROOT}/{contract.LEADERBOARD_FILE}"):
         return
-    records = final_results(None)
-    text = summary(
-        records, ROOT, SWEEP.metric, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets
-    )
-    print(text, flush=True)
-    if not sweep_has_result(records, SWEEP.mode, SWEEP.epochs, SWEEP.rung_budgets):
+    plan = (ROOT, list(SWEEP.trials), SWEEP.metric, SWEEP.mode, SWEEP.epochs)
+    print(summary(*plan, SWEEP.rung_budgets), flush=True)
+    if not sweep_has_result(*plan, SWEEP.rung_budgets):
         sys.exit(1)

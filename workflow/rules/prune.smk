@@ -6,7 +6,7 @@ checkpoint promote_rung:
     input:
         promotion_inputs,
     output:
-        f"{ROOT}/rungs/bracket{{bracket}}-rung{{rung}}.json",
+        f"{ROOT}/{contract.RUNG_DECISION_PATH}",
     log:
         f"{ROOT}/logs/rungs/bracket{{bracket}}-rung{{rung}}.log",
     # A summary of files: deterministic, so a failure is a bug to report, not to retry
@@ -30,7 +30,7 @@ rule bracket_summary:
     input:
         bracket_records,
     output:
-        f"{ROOT}/rungs/bracket{{bracket}}-records.json",
+        f"{ROOT}/{contract.BRACKET_SUMMARY_PATH}",
     log:
         f"{ROOT}/logs/rungs/bracket{{bracket}}-records.log",
     retries: 0

@@ -35,6 +35,9 @@ rule plots:
     conda:
         "../../environment.yml"
     params:
+        # The sweep folder the tables are read from (snakesweep.load): above plots/.
+        root=lambda wildcards, output: os.path.dirname(os.path.dirname(output.curves)),
+        trial_ids=list(SWEEP.trials),
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,

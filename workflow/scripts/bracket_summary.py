@@ -3,9 +3,8 @@
 Its only job is to be a target per bracket, so that brackets are trained side by side.
 """
 
-import json
-
 from snakesweep.atomic import write_json
+from snakesweep.results import read_records
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 summary = {
@@ -16,8 +15,6 @@ summary = {
 write_json(sm.output[0], summary)
 with open(sm.log[0], "w") as log:
     statuses = {}
-    for path in sm.input:
-        with open(path) as f:
-            status = json.load(f)["status"]
-        statuses[status] = statuses.get(status, 0) + 1
+    for record in read_records(sm.input):
+        statuses[record["status"]] = statuses.get(record["status"], 0) + 1
     print(f"bracket {summary['bracket']}: {len(summary['records'])} records {statuses}", file=log)

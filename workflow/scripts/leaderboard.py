@@ -8,7 +8,8 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:
     sys.stdout = sys.stderr = log
     write_leaderboard(
-        record_paths=list(sm.input.records),
+        root=sm.params.root,
+        trial_ids=sm.params.trial_ids,
         csv_path=sm.output.csv,
         best_path=sm.output.best,
         sweep=sm.params.sweep,

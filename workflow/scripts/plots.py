@@ -3,19 +3,19 @@
 import sys
 
 from snakesweep.plots import plot_learning_curves, plot_metric_vs_params
-from snakesweep.results import read_records
+from snakesweep.tables import load
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:
     sys.stdout = sys.stderr = log
-    records = read_records(sm.input.records)
     p = sm.params
+    tables = load(p.root, p.metric, p.mode, trials=p.trial_ids)
     curves = plot_learning_curves(
-        records, sm.output.curves, p.metric, p.mode, title=p.curves_title, budget=p.budget
+        tables, sm.output.curves, p.metric, p.mode, title=p.curves_title, budget=p.budget
     )
     print(f"learning curves: {curves}")
     panels = plot_metric_vs_params(
-        records,
+        tables,
         sm.output.params,
         p.metric,
         p.mode,
