@@ -70,6 +70,11 @@ TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
 #: Packed trials (``pack`` > 1): the record a pack's member writes in its trial folder; the
 #: workflow copies it to ``RESULT_FILE`` once the pack's job ended (docs/packing.md).
 PACKED_RESULT_FILE = "packed-result-{budget}.json"
+#: Below the sweep root: one marker per pack (written when its job ended), the state of a
+#: pack's unfinished run (members that finished in it), and the pack's own log.
+PACK_PATH = "packs/{name}.json"
+PACK_STATE_PATH = "packs/.state-{name}.json"
+PACK_LOG_PATH = "logs/packs/{name}.log"
 
 #: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
 #: the rung budgets (comma-separated epochs), eta and the minimum number of peers.

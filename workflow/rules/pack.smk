@@ -9,9 +9,9 @@ rule train_pack:
     input:
         pack_decision,
     output:
-        f"{ROOT}/packs/bracket{{bracket}}-rung{{rung}}-pack{{pack}}-{{digest}}.json",
+        f"{ROOT}/{contract.PACK_PATH.format(name=PACK_WILDCARDS)}",
     log:
-        f"{ROOT}/logs/packs/bracket{{bracket}}-rung{{rung}}-pack{{pack}}-{{digest}}.log",
+        f"{ROOT}/{contract.PACK_LOG_PATH.format(name=PACK_WILDCARDS)}",
     wildcard_constraints:
         pack="[0-9]+",
         digest="[0-9a-f]{8}",
@@ -25,7 +25,7 @@ rule train_pack:
         budget=lambda wildcards: SWEEP.brackets[int(wildcards.bracket)].budgets[
             int(wildcards.rung)
         ],
-        state=lambda wildcards: f"{ROOT}/packs/.state-bracket{wildcards.bracket}-rung{wildcards.rung}-pack{wildcards.pack}-{wildcards.digest}.json",
+        state=lambda wildcards: f"{ROOT}/{contract.PACK_STATE_PATH.format(name=the_pack(wildcards).name)}",
         slots=pack_size_slots,
         cpus=config["resources"]["cpus"],
         gpus=config["resources"]["gpus"],

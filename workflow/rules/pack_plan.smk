@@ -2,10 +2,20 @@
 # (docs/packing.md). The pure planning is snakesweep.packing; this file ties it to the sweep
 # plan and Snakemake's checkpoints.
 
-from snakesweep.packing import in_sweep_order, make_packs, pack_slots, pack_waves
+from snakesweep.packing import (
+    PACK_NAME,
+    in_sweep_order,
+    make_packs,
+    pack_slots,
+    pack_waves,
+)
 from snakesweep.trial_folder import packed_result_path
 
 PACK = config["pack"]
+#: A pack's name as wildcards (snakesweep.packing.PACK_NAME): the rules' file patterns.
+PACK_WILDCARDS = PACK_NAME.format(
+    bracket="{bracket}", rung="{rung}", index="{pack}", digest="{digest}"
+)
 _PACKS = {}  # (bracket, rung) -> its packs, once the rung's trials are known
 
 
@@ -19,7 +29,7 @@ def rung_packs(bracket, rung):
 
 
 def pack_path(pack):
-    return f"{ROOT}/packs/{pack.name}.json"
+    return f"{ROOT}/{contract.PACK_PATH.format(name=pack.name)}"
 
 
 _PACK_OF = {}  # (trial_id, budget) -> marker path
