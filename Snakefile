@@ -23,7 +23,19 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/train.smk"
+
+
+# pack > 1: one job trains several trials (docs/packing.md); else one job per trial.
+if config["pack"] > 1:
+
+    include: "workflow/rules/pack_plan.smk"
+    include: "workflow/rules/pack.smk"
+
+else:
+
+    include: "workflow/rules/train.smk"
+
+
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"

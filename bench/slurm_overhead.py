@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """What snakesweep costs on SLURM next to a raw job array doing the same work.
 
-Both sides run N trivial trials (``tests/fixtures/echo_train.py``, one epoch,
-well under a second each) on the running cluster:
+Both sides run N trials on the running cluster: trivial ones by default
+(``tests/fixtures/echo_train.py``, one epoch, well under a second each), or the demo's
+(``--script demo --epochs 16``: scripts/train.py, N random configurations):
 
-* snakesweep: a grid sweep of N values through ``--profile profiles/slurm`` (one
-  SLURM job per trial, then the leaderboard and plots on the submit host);
 * raw: one ``sbatch --array=0-(N-1)`` whose task i runs the same script with the
-  same arguments and environment as trial i.
+  same arguments and environment as trial i;
+* snakesweep: the sweep through ``--profile profiles/slurm`` (one SLURM job per trial,
+  then the leaderboard and plots on the submit host);
+* snakesweep packed (``--pack K [--pack-parallel P]``): the same sweep with ``pack: K``,
+  so one SLURM job per K trials, P of them at a time (docs/packing.md).
 
 It prints the wall times, their ratio, and where the difference goes: Snakemake
 startup (DAG, submission), time inside the SLURM jobs (from squeue's start/end
@@ -16,6 +19,8 @@ polling after the last job ended, and the local aggregation. Target: at most
 1.5x. Extra arguments after ``--`` go to the snakesweep run (e.g. job grouping).
 
     .venv/bin/python bench/slurm_overhead.py [--trials 32] [--init-seconds 1] [-- SNAKEMAKE ARGS]
+    .venv/bin/python bench/slurm_overhead.py --pack 16 --pack-parallel 2 [--skip-unpacked]
+    .venv/bin/python bench/slurm_overhead.py --script demo --epochs 16 --trials 16 --pack 8 --pack-parallel 2
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -34,10 +40,45 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
+DEMO = REPO / "scripts" / "train.py"
+sys.path.insert(0, str(REPO / "src"))
+
+from snakesweep.launch import format_argument  # noqa: E402
+from snakesweep.sweep import build_sweep  # noqa: E402
 
 
 def values(n: int) -> list[str]:
     return [f"v{i:03d}" for i in range(n)]
+
+
+def sweep_config(work: Path, script: str, n: int, epochs: int, pack: int, parallel: int) -> dict:
+    """The benchmark's sweep: N echo values (grid) or N demo configurations (random)."""
+    config: dict = {
+        "sweep": "bench",
+        "results_dir": str(work / "results"),
+        "metric": "score",
+        "mode": "max",
+        "epochs": epochs,
+        "resources": {"runtime": 15, "mem_mb": 1000, "cpus": 1, "gpus": 0},
+        "pack": pack,
+        "pack_parallel": parallel,
+    }
+    if script == "echo":
+        config.update(
+            script=str(ECHO),
+            strategy="grid",
+            parameters={"behaviour": {"kind": "grid", "values": values(n)}},
+        )
+    else:
+        demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        config.update(
+            script=str(DEMO),
+            metric=demo["metric"],
+            strategy="random",
+            n_trials=n,
+            parameters=demo["parameters"],
+        )
+    return config
 
 
 def squeue_times(name: str) -> list[tuple[float, float]]:
@@ -67,21 +108,31 @@ def wait_gone(job_id: str, poll_s: float = 0.2) -> None:
         time.sleep(poll_s)
 
 
-def run_raw(tmp: Path, n: int) -> dict:
-    """N array tasks running the echo script exactly as the launcher would."""
+def run_raw(tmp: Path, config: dict) -> dict:
+    """One array task per trial, running its script exactly as the launcher would."""
     name = f"raw-{os.getpid()}-{int(time.time())}"
     script = tmp / "array.sh"
     trials = tmp / "raw"
-    vals = " ".join(values(n))
+    sweep = build_sweep(config)
+    cases = []
+    for index, (tid, params) in enumerate(sweep.trials.items()):
+        argv = [sys.executable, config["script"]] + [
+            f"--{k}={format_argument(v)}" for k, v in sorted(params.items())
+        ]
+        cases.append(f"  {index}) value={tid}; cmd=({shlex.join(argv)}) ;;")
+    case_lines = "\n".join(cases)
     script.write_text(
         f"""#!/bin/bash
-VALUES=({vals})
-value=${{VALUES[$SLURM_ARRAY_TASK_ID]}}
-export SNAKESWEEP_TRIAL_DIR={trials}/$value SNAKESWEEP_TRIAL_ID=$value SNAKESWEEP_STOP_AT_EPOCH=1
+case $SLURM_ARRAY_TASK_ID in
+{case_lines}
+esac
+export SNAKESWEEP_TRIAL_DIR={trials}/$value SNAKESWEEP_TRIAL_ID=$value
+export SNAKESWEEP_STOP_AT_EPOCH={config["epochs"]}
 mkdir -p "$SNAKESWEEP_TRIAL_DIR"
-exec {sys.executable} {ECHO} --behaviour=$value --epochs=1
+exec "${{cmd[@]}}"
 """
     )
+    n = len(sweep.trials)
     start = time.perf_counter()
     out = subprocess.run(
         [
@@ -105,26 +156,19 @@ exec {sys.executable} {ECHO} --behaviour=$value --epochs=1
     ).stdout.strip()
     wait_gone(out.split(";")[0])
     wall = time.perf_counter() - start
-    done = sum(1 for v in values(n) if (trials / v / "metrics.jsonl").exists())
+    done = sum(1 for tid in sweep.trials if (trials / tid / "metrics.jsonl").exists())
     if done != n:
         sys.exit(f"raw array: only {done} of {n} tasks wrote metrics (see {tmp})")
     return {"wall": wall, "jobs": squeue_times(name)}
 
 
-def run_snakesweep(tmp: Path, n: int, init_seconds: int, extra: list[str]) -> dict:
-    work = tmp / "sweep"
+def run_snakesweep(
+    tmp: Path, label: str, config: dict, init_seconds: int, extra: list[str]
+) -> dict:
+    work = tmp / label
     work.mkdir()
-    config = {
-        "sweep": "bench",
-        "results_dir": str(work / "results"),
-        "script": str(ECHO),
-        "metric": "score",
-        "mode": "max",
-        "epochs": 1,
-        "strategy": "grid",
-        "parameters": {"behaviour": {"kind": "grid", "values": values(n)}},
-        "resources": {"runtime": 15, "mem_mb": 1000, "cpus": 1, "gpus": 0},
-    }
+    config = {**config, "results_dir": str(work / "results")}
+    n, epochs = len(build_sweep(config).trials), config["epochs"]
     (work / "sweep.yaml").write_text(yaml.safe_dump(config))
     cmd = [
         sys.executable,
@@ -148,10 +192,10 @@ def run_snakesweep(tmp: Path, n: int, init_seconds: int, extra: list[str]) -> di
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    (tmp / "snakesweep.log").write_text(proc.stdout + proc.stderr)
+    (tmp / f"{label}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        sys.exit(f"snakesweep run failed ({proc.returncode}); log: {tmp / 'snakesweep.log'}")
-    results = sorted((work / "results" / "bench" / "trials").glob("*/result-1.json"))
+        sys.exit(f"snakesweep run failed ({proc.returncode}); log: {tmp / f'{label}.log'}")
+    results = sorted((work / "results" / "bench" / "trials").glob(f"*/result-{epochs}.json"))
     if len(results) != n:
         sys.exit(f"snakesweep: {len(results)} of {n} results (see {tmp})")
     # All jobs of a run carry the run's uuid as their SLURM job name; find it from a job id.
@@ -192,6 +236,13 @@ def describe(label: str, run: dict, t0: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--script", choices=["echo", "demo"], default="echo")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--pack", type=int, default=1, help="also run the sweep with pack: K")
+    parser.add_argument("--pack-parallel", type=int, default=0, help="pack_parallel: P")
+    parser.add_argument(
+        "--skip-unpacked", action="store_true", help="with --pack: run raw and packed only"
+    )
     parser.add_argument("--init-seconds", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("extra", nargs="*", help="more snakemake arguments (after --)")
@@ -203,45 +254,72 @@ def main() -> None:
     cpus = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
     tmp = Path(tempfile.mkdtemp(prefix="snakesweep-bench-", dir="/tmp"))
     n = args.trials
+    plain = sweep_config(tmp, args.script, n, args.epochs, 1, 0)
+    packed = {**plain, "pack": args.pack, "pack_parallel": args.pack_parallel}
 
     t_raw = time.time()
-    raw = run_raw(tmp, n)
-    t_ss = time.time()
-    ours = run_snakesweep(tmp, n, args.init_seconds, args.extra)
+    raw = run_raw(tmp, plain)
     r = describe("raw sbatch --array", raw, t_raw)
-    s = describe("snakesweep", ours, t_ss)
+    runs = []
+    if args.pack == 1 or not args.skip_unpacked:
+        t0 = time.time()
+        runs.append(
+            (
+                describe(
+                    "snakesweep",
+                    ours := run_snakesweep(tmp, "sweep", plain, args.init_seconds, args.extra),
+                    t0,
+                ),
+                ours,
+            )
+        )
+    if args.pack > 1:
+        t0 = time.time()
+        label = f"packed {args.pack}/{args.pack_parallel or args.pack}"
+        runs.append(
+            (
+                describe(
+                    label,
+                    ours := run_snakesweep(tmp, "packed", packed, args.init_seconds, args.extra),
+                    t0,
+                ),
+                ours,
+            )
+        )
 
-    print(f"{n} trivial trials on {cpus.strip()} (alloc/idle/other/total CPUs); scratch {tmp}")
+    what = "trivial" if args.script == "echo" else f"{args.epochs}-epoch demo"
+    print(f"{n} {what} trials on {cpus.strip()} (alloc/idle/other/total CPUs); scratch {tmp}")
     print(
         f"{'':22}{'wall s':>8}{'jobs':>6}{'s/job':>8}{'busy s':>8}{'1st start':>10}{'last end':>9}"
     )
-    for row in (r, s):
+    for row in [r] + [s for s, _ in runs]:
         print(
             f"{row['label']:22}{row['wall']:8.1f}{row['jobs']:6d}{row['mean_job_s']:8.2f}"
             f"{row['busy_s']:8.1f}{row['first_start']:10.1f}{row['last_end']:9.1f}"
         )
-    ratio = s["wall"] / r["wall"]
-    print(f"ratio snakesweep / raw: {ratio:.2f}x (target <= 1.5x)")
-    # Where snakesweep's extra time goes.
-    print("breakdown of the snakesweep run (seconds; job times from squeue, 1 s resolution):")
-    print(f"  controller start -> first job started           {s['first_start']:6.1f}")
-    print(
-        f"  node time per SLURM job                         {s['mean_job_s']:6.2f}"
-        f"  (raw task: {r['mean_job_s']:.2f}; total {s['busy_s']:.0f} vs {r['busy_s']:.0f})"
-    )
-    print(
-        f"  first job start -> last job end                 {s['last_end'] - s['first_start']:6.1f}"
-    )
-    print(
-        "  last trial's script ended -> leaderboard written "
-        f"{ours['leaderboard_at'] - ours['last_segment_end']:6.1f}"
-        "  (the job's end, status polling, the leaderboard rule)"
-    )
-    print(
-        "  leaderboard written -> controller exited         "
-        f"{ours['end_unix'] - ours['leaderboard_at']:6.1f}"
-        "  (plots rule, then the status thread's last sleep)"
-    )
+    for s, ours in runs:
+        ratio = s["wall"] / r["wall"]
+        print(f"ratio {s['label']} / raw: {ratio:.2f}x (target <= 1.5x)")
+        # Where snakesweep's extra time goes.
+        print(f"breakdown of {s['label']} (seconds; job times from squeue, 1 s resolution):")
+        print(f"  controller start -> first job started           {s['first_start']:6.1f}")
+        print(
+            f"  node time per SLURM job                         {s['mean_job_s']:6.2f}"
+            f"  (raw task: {r['mean_job_s']:.2f}; total {s['busy_s']:.0f} vs {r['busy_s']:.0f})"
+        )
+        print(
+            f"  first job start -> last job end                 {s['last_end'] - s['first_start']:6.1f}"
+        )
+        print(
+            "  last trial's script ended -> leaderboard written "
+            f"{ours['leaderboard_at'] - ours['last_segment_end']:6.1f}"
+            "  (the job's end, status polling, the leaderboard rule)"
+        )
+        print(
+            "  leaderboard written -> controller exited         "
+            f"{ours['end_unix'] - ours['leaderboard_at']:6.1f}"
+            "  (plots rule, then the status thread's last sleep)"
+        )
     if not args.keep:
         subprocess.run(["rm", "-rf", str(tmp)])
 

@@ -189,6 +189,32 @@ def test_demo_sweep_on_slurm_matches_the_local_run(tmp_path):
     assert len(job_ids) == 3
 
 
+def test_a_packed_sweep_on_slurm_matches_the_unpacked_local_run(tmp_path):
+    """pack: 2 runs the demo sweep's 3 trials in 2 SLURM jobs (2 members, then 1) and gives the
+    unpacked local leaderboard exactly; each member records its pack's job. ~40 s."""
+
+    def config(name, **extra):
+        return demo_config(
+            n_trials=3,
+            epochs=2,
+            sweep="small",
+            results_dir=str(tmp_path / name / "results"),
+            resources={"runtime": 5, "mem_mb": 1000, "cpus": 1, "gpus": 0},
+            **extra,
+        )
+
+    local = run_in_background(lambda: run_workflow(tmp_path / "local", config("local"), env=ENV))
+    run_workflow(tmp_path / "slurm", config("slurm", pack=2), *SLURM_ARGS, env=ENV)
+    local()
+    slurm_root = tmp_path / "slurm" / "results" / "small"
+    assert_same_results(slurm_root, tmp_path / "local" / "results" / "small", budget=2)
+    jobs = [tuple(r["slurm_job_ids"]) for r in records(slurm_root, 2).values()]
+    assert sorted(len(j) for j in jobs) == [1, 1, 1] and len(set(jobs)) == 2
+    for trial_id in records(slurm_root, 2):
+        (segment,) = segments(slurm_root, trial_id)
+        assert segment["end"]["outcome"] == "completed"
+
+
 # -- 5. a real failure -------------------------------------------------------------------------
 
 

@@ -72,6 +72,16 @@ RUNG_DECISION_PATH = RUNGS_DIR + "/bracket{bracket}-rung{rung}.json"
 RUNG_DECISION_GLOB = RUNGS_DIR + "/bracket*-rung*.json"
 BRACKET_SUMMARY_PATH = RUNGS_DIR + "/bracket{bracket}-records.json"
 ASHA_DIR = RUNGS_DIR + "/asha"
+#: The training log of a trial at a budget below the sweep root (all its segments).
+TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
+#: Packed trials (``pack`` > 1): the record a pack's member writes in its trial folder; the
+#: workflow copies it to ``RESULT_FILE`` once the pack's job ended (docs/packing.md).
+PACKED_RESULT_FILE = "packed-result-{budget}.json"
+#: Below the sweep root: one marker per pack (written when its job ended), the state of a
+#: pack's unfinished run (members that finished in it), and the pack's own log.
+PACK_PATH = "packs/{name}.json"
+PACK_STATE_PATH = "packs/.state-{name}.json"
+PACK_LOG_PATH = "logs/packs/{name}.log"
 
 #: ASHA (asynchronous pruning): folder of per-rung reports shared by the sweep's trials,
 #: the rung budgets (comma-separated epochs), eta and the minimum number of peers.

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +96,13 @@ def command_line(job: TrialJob) -> list[str]:
     return argv
 
 
-def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
+def run_segment(
+    job: TrialJob, env: Mapping[str, str] | None = None, *, requeue: bool = True
+) -> int:
     """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75).
 
+    ``requeue=False``: never requeue the SLURM job on a continuation; a pack of trials shares
+    one job and requeues it once, after all its members ended (``snakesweep.pack_job``).
     Holds the trial's lock (``snakesweep.trial_lock``) throughout: a second job for the same
     trial (a restarted controller resubmits trials whose old jobs still run) waits for the
     first to end, then resumes, or only rewrites the record if the trial finished meanwhile.
@@ -116,7 +120,7 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
         # exit took (the auto margin's input) is still recorded.
         previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            requeued = _requeue(job, env)
+            requeued = _requeue(job, env) if requeue else False
             _record_exit(job, requeued)
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -125,21 +129,25 @@ def run_segment(job: TrialJob, env: Mapping[str, str] | None = None) -> int:
 
 def _requeue(job: TrialJob, env: Mapping[str, str]) -> bool:
     """Requeue our own SLURM job for the next segment; whether it was."""
+    return continue_in_requeued_job(env, lambda message: _say(job, message))
+
+
+def continue_in_requeued_job(env: Mapping[str, str], say: Callable[[str], None]) -> bool:
+    """Requeue the SLURM job we run in and have it start again in seconds rather than after
+    Slurm's hold (docs/slurm.md); whether it was requeued. Shared by a trial's job and a pack's."""
     own_job = slurm_job.job_id(env)
     if not own_job:
         return False
-    _say(job, f"continues in SLURM job {own_job}, requeued")
+    say(f"continues in SLURM job {own_job}, requeued")
     why_not = slurm_job.requeue_own_job(env)
     if why_not is not None:
-        _say(job, f"could not requeue ({why_not}); continuing in a new job")
+        say(f"could not requeue ({why_not}); continuing in a new job")
         return False
     slow = slurm_job.hasten_requeued_start(env)
     if slow is not None:
         config = slurm_job.cluster_config() or {}
         hold = slurm_job.cred_expire_s(config) + 1
-        _say(
-            job, f"could not set the next start ({slow}); Slurm's requeue hold (~{hold:g}s) applies"
-        )
+        say(f"could not set the next start ({slow}); Slurm's requeue hold (~{hold:g}s) applies")
     return True
 
 

@@ -38,6 +38,11 @@ def result_path(trial_dir: str | os.PathLike, budget: int | str) -> Path:
     return Path(trial_dir) / contract.RESULT_FILE.format(budget=budget)
 
 
+def packed_result_path(trial_dir: str | os.PathLike, budget: int | str) -> Path:
+    """Where a packed trial's own record at ``budget`` epochs lives (copied to ``result_path``)."""
+    return Path(trial_dir) / contract.PACKED_RESULT_FILE.format(budget=budget)
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ rule train_trial:
     output:
         result=f"{ROOT}/{contract.RESULT_PATH}",
     log:
-        f"{ROOT}/logs/train/{{trial_id}}-{{budget}}ep.log",
+        f"{ROOT}/{contract.TRAIN_LOG_PATH}",
     conda:
         "../../environment.yml"
     threads: LAYOUT.threads

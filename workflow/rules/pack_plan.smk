@@ -1,0 +1,116 @@
+# Packed trials (pack > 1): which trials share a job, and what the job asks for
+# (docs/packing.md). The pure planning is snakesweep.packing; this file ties it to the sweep
+# plan and Snakemake's checkpoints.
+
+from snakesweep.packing import (
+    PACK_NAME,
+    in_sweep_order,
+    make_packs,
+    pack_slots,
+    pack_waves,
+)
+from snakesweep.trial_folder import packed_result_path
+
+PACK = config["pack"]
+#: A pack's name as wildcards (snakesweep.packing.PACK_NAME): the rules' file patterns.
+PACK_WILDCARDS = PACK_NAME.format(
+    bracket="{bracket}", rung="{rung}", index="{pack}", digest="{digest}"
+)
+_PACKS = {}  # (bracket, rung) -> its packs, once the rung's trials are known
+
+
+def rung_packs(bracket, rung):
+    """The packs of one rung of one bracket: its live trials in sweep order, PACK at a time."""
+    if (bracket, rung) not in _PACKS:
+        order = SWEEP.brackets[bracket].trial_ids
+        alive = in_sweep_order(alive_trials(bracket, rung), order)
+        _PACKS[bracket, rung] = make_packs(bracket, rung, alive, PACK)
+    return _PACKS[bracket, rung]
+
+
+def pack_path(pack):
+    return f"{ROOT}/{contract.PACK_PATH.format(name=pack.name)}"
+
+
+_PACK_OF = {}  # (trial_id, budget) -> marker path
+
+
+def pack_of_record(wildcards):
+    """The marker of the pack that trains this trial at this budget."""
+    key = (wildcards.trial_id, int(wildcards.budget))
+    if key not in _PACK_OF:
+        tid, budget = key
+        for bracket in SWEEP.brackets:
+            if tid in bracket.trial_ids and budget in bracket.budgets:
+                rung = bracket.budgets.index(budget)
+                for pack in rung_packs(bracket.index, rung):
+                    for member in pack.members:
+                        _PACK_OF.setdefault((member, budget), pack_path(pack))
+        if key not in _PACK_OF:
+            raise ValueError(
+                f"trial {tid} is not trained at {budget} epochs in this sweep"
+            )
+    return _PACK_OF[key]
+
+
+def the_pack(wildcards):
+    bracket, rung, index = (
+        int(wildcards.bracket),
+        int(wildcards.rung),
+        int(wildcards.pack),
+    )
+    packs = rung_packs(bracket, rung)
+    if index >= len(packs) or packs[index].digest != wildcards.digest:
+        raise ValueError(
+            f"no pack {index} with members {wildcards.digest} at bracket {bracket} rung {rung}"
+        )
+    return packs[index]
+
+
+def pack_decision(wildcards):
+    """A later rung's pack depends on the promotion that made it."""
+    rung = int(wildcards.rung)
+    if rung == 0:
+        return []
+    return checkpoints.promote_rung.get(bracket=wildcards.bracket, rung=rung - 1).output
+
+
+def pack_members(wildcards):
+    budget = SWEEP.brackets[int(wildcards.bracket)].budgets[int(wildcards.rung)]
+    return [
+        {
+            "trial_id": tid,
+            "params": SWEEP.trials[tid],
+            "trial_dir": str(SWEEP.trial_dir(tid)),
+            "record": record_path(tid, budget),
+            "packed_record": str(packed_result_path(SWEEP.trial_dir(tid), budget)),
+            "log": f"{ROOT}/{contract.TRAIN_LOG_PATH.format(trial_id=tid, budget=budget)}",
+        }
+        for tid in the_pack(wildcards).members
+    ]
+
+
+def pack_size_slots(wildcards):
+    """How many of this pack's members train at once (a partial last pack may need fewer)."""
+    return pack_slots(len(the_pack(wildcards).members), config["pack_parallel"])
+
+
+def _per_pack(value):
+    return lambda wildcards: value * pack_size_slots(wildcards)
+
+
+def pack_threads(wildcards):
+    return config["resources"]["cpus"] * pack_size_slots(wildcards)
+
+
+def pack_resources():
+    """One trial's resources times the members that train at once; the time limit of one
+    trial's segment times the members each slot trains one after another."""
+    per_trial = training_resources()
+    resources = {
+        key: _per_pack(value) for key, value in per_trial.items() if key != "runtime"
+    }
+    resources["runtime"] = lambda wildcards: per_trial["runtime"] * pack_waves(
+        len(the_pack(wildcards).members), config["pack_parallel"]
+    )
+    return resources
