@@ -18,7 +18,7 @@ PARSE = (
     "import json, sys; from snakemake.cli import parse_args; _, a = parse_args(sys.argv[1:]); "
     "print(json.dumps({k: getattr(a, k) for k in "
     "('executor', 'retries', 'keep_going', 'rerun_incomplete', 'printshellcmds', 'cores', "
-    "'latency_wait')}, default=str))"
+    "'latency_wait', 'slurm_init_seconds_before_status_checks')}, default=str))"
 )
 
 
@@ -65,6 +65,8 @@ def parsed(cwd: Path, env: dict, *args: str) -> dict:
 def test_profile_slurm_by_name_plans_the_slurm_executor(fresh_copy, empty_config_dirs):
     settings = parsed(fresh_copy, empty_config_dirs, "--profile", "slurm", "-n")
     assert settings["executor"] == "slurm"
+    # Finished jobs are noticed within ~10 s, not the plugin's 40 (docs/slurm.md, Status polling).
+    assert settings["slurm_init_seconds_before_status_checks"] == 10
     assert settings["retries"] == 20 and settings["keep_going"] is True
     assert (
         "Using profiles slurm and workflow specific profile profiles/default"
