@@ -75,6 +75,15 @@ def test_a_wrong_layout_is_a_config_error(resources, message):
     assert message in str(error.value)
 
 
+def test_a_pack_of_multi_process_trials_is_a_config_error():
+    config = {**minimal(processes_per_node=2), "pack": 4}
+    with pytest.raises(ConfigError) as error:
+        check_config(config, SCHEMA)
+    assert "pack: 4 packs one-process trials" in str(error.value)
+    assert "processes_per_node=2" in str(error.value) and "set pack: 1" in str(error.value)
+    check_config({**minimal(processes_per_node=1), "pack": 4}, SCHEMA)
+
+
 def test_a_right_layout_passes():
     check_config(minimal(processes_per_node=2, nodes=2, gpus_per_process=1), SCHEMA)
 

@@ -83,6 +83,23 @@ class TrialJob:
     python: str = field(default_factory=lambda: sys.executable)
 
 
+#: The sweep config's ``checkpoint`` keys that are TrialJob fields of the same name.
+CHECKPOINT_FIELDS = (
+    "every_steps",
+    "every_seconds",
+    "keep",
+    "epoch_end_max_overhead",
+    "deadline_margin_s",
+    "max_continuations",
+)
+
+
+def checkpoint_fields(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """TrialJob's checkpoint fields from the validated config's ``checkpoint`` section, so the
+    training rule and the pack rule pass the same settings the same way."""
+    return {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+
+
 def format_argument(value: Any) -> str:
     """Text of a parameter value on the command line: strings verbatim, others as JSON."""
     return value if isinstance(value, str) else json.dumps(value)

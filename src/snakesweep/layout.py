@@ -87,4 +87,15 @@ class ProcessLayout:
 
 
 def layout_problems(config: Mapping[str, Any]) -> list[str]:
-    return ProcessLayout.from_resources(config.get("resources") or {}).problems()
+    """The layout's own problems, and a pack of multi-process trials (packs hold one-process
+    trials: each member is one launcher process with one trial's share of the job)."""
+    layout = ProcessLayout.from_resources(config.get("resources") or {})
+    found = layout.problems()
+    pack = int(config.get("pack") or 1)
+    if pack > 1 and layout.world_size > 1:
+        found.append(
+            f"pack: {pack} packs one-process trials, but resources.processes_per_node="
+            f"{layout.processes_per_node} and resources.nodes={layout.nodes} make each trial "
+            f"{layout.world_size} processes: set pack: 1, or one process per trial"
+        )
+    return found

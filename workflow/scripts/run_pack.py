@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from snakesweep.atomic import write_json
-from snakesweep.launch import TrialJob
+from snakesweep.launch import TrialJob, checkpoint_fields
 from snakesweep.pack_job import Member, finish_pack, run_pack
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -24,12 +24,7 @@ members = [
             result_path=Path(m["packed_record"]),
             log_path=Path(m["log"]),
             threads=sm.params.cpus,
-            every_steps=ckpt["every_steps"],
-            every_seconds=ckpt["every_seconds"],
-            keep=ckpt["keep"],
-            epoch_end_max_overhead=ckpt["epoch_end_max_overhead"],
-            deadline_margin_s=ckpt["deadline_margin_s"],
-            max_continuations=ckpt["max_continuations"],
+            **checkpoint_fields(ckpt),
         ),
         record=Path(m["record"]),
     )

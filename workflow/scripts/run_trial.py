@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from snakesweep.launch import TrialJob
+from snakesweep.launch import TrialJob, checkpoint_fields
 from snakesweep.layout import ProcessLayout
 from snakesweep.training_job import run_training_job
 
@@ -25,12 +25,7 @@ job = TrialJob(
     threads=max(1, sm.threads // layout.processes_per_node),
     processes_per_node=layout.processes_per_node,
     nodes=layout.nodes,
-    every_steps=ckpt["every_steps"],
-    every_seconds=ckpt["every_seconds"],
-    keep=ckpt["keep"],
-    epoch_end_max_overhead=ckpt["epoch_end_max_overhead"],
-    deadline_margin_s=ckpt["deadline_margin_s"],
-    max_continuations=ckpt["max_continuations"],
+    **checkpoint_fields(ckpt),
 )
 os.environ.update(sm.params.extra_env)  # ASHA's rung settings, when on
 # provenance.json before and after the segment, then the trackers switched on in `tracking`
