@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from trial_processes import (
+    CRASHING_RANK,
     RESUMED,
     STOPPED,
     TOTAL_STEPS,
@@ -281,24 +282,9 @@ def test_deadline_over_several_segments(reference, tmp_path):
     assert_matches(fields, reference)
 
 
-CRASHING = """
-import os, sys
-sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:]]
-import runpy
-from snakesweep import session as s
-original = s.TrialSession._step_boundary
-def boundary(self):
-    if self.rank == 1 and self.global_step == 25:
-        raise ValueError("deliberate failure on rank 1 at step 25")
-    original(self)
-s.TrialSession._step_boundary = boundary
-runpy.run_path({train!r}, run_name="__main__")
-"""
-
-
 def test_a_crashing_rank_fails_the_trial_promptly_with_its_error(tmp_path):
     script = tmp_path / "crash.py"
-    script.write_text(CRASHING.format(train=str(TRAIN)))
+    script.write_text(CRASHING_RANK.format(train=str(TRAIN)))
     fields = job_fields(tmp_path, script=str(script))
     env = base_env(**{contract.ENV_RANK_GRACE_SECONDS: 2})
     started = time.monotonic()

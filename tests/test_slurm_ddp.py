@@ -26,6 +26,7 @@ from test_slurm import (
     start_controller,
     wait_for,
 )
+from trial_processes import CRASHING_RANK
 
 from snakesweep.checkpoint import load_latest
 from snakesweep.launch import TrialJob, run_segment
@@ -109,23 +110,10 @@ def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(t
     assert segs[-1]["end"]["outcome"] == "completed"
 
 
-CRASHING = """
-import runpy
-from snakesweep import session as s
-original = s.TrialSession._step_boundary
-def boundary(self):
-    if self.rank == 1 and self.global_step == 25:
-        raise ValueError("deliberate failure on rank 1 at step 25")
-    original(self)
-s.TrialSession._step_boundary = boundary
-runpy.run_path({train!r}, run_name="__main__")
-"""
-
-
 def test_a_crashing_rank_is_recorded_failed_at_once(tmp_path):
     """Rank 1 raises at step 25: the trial is failed with rank 1's error in one segment."""
     script = tmp_path / "crash.py"
-    script.write_text(CRASHING.format(train=str(REPO / "scripts" / "train.py")))
+    script.write_text(CRASHING_RANK.format(train=str(REPO / "scripts" / "train.py")))
     config = ddp_config(tmp_path / "results", script=script, epochs=2)
     run_workflow(tmp_path, config, *SLURM_ARGS, env=ENV, check=False)
     (record,) = records(tmp_path / "results" / "ddp", 2).values()

@@ -405,5 +405,19 @@ def tiny_training(session: TrialSession, epochs: int = 2, n_items: int = 12, bat
     return model
 
 
+#: A training script that runs ``train`` with rank 1 raising at step 25 (a crashing rank).
+CRASHING_RANK = """
+import runpy
+from snakesweep import session as s
+original = s.TrialSession._step_boundary
+def boundary(self):
+    if self.rank == 1 and self.global_step == 25:
+        raise ValueError("deliberate failure on rank 1 at step 25")
+    original(self)
+s.TrialSession._step_boundary = boundary
+runpy.run_path({train!r}, run_name="__main__")
+"""
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--zygote"]:
     _zygote(sys.argv[2])

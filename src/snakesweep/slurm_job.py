@@ -41,19 +41,25 @@ def job_id(env: Mapping[str, str] | None = None) -> str | None:
     return env.get(ENV_JOB_ID) or None
 
 
-def squeue_field(job: str, field: str, run: Callable[..., Any] | None = None) -> str | None:
-    """One ``squeue --format`` field of ``job``: its text, ``""`` when squeue does not
-    list the job (ended and forgotten), ``None`` when squeue could not answer."""
-    run = run or subprocess.run
+def _ask(command: list[str], run: Callable[..., Any] | None = None) -> Any | None:
+    """Run one Slurm command with the module's timeout; ``None`` if it could not run at all."""
     try:
-        out = run(
-            ["squeue", "--noheader", "--jobs", str(job), "--format", field],
+        return (run or subprocess.run)(
+            command,
             capture_output=True,
             text=True,
             timeout=SQUEUE_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def squeue_field(job: str, field: str, run: Callable[..., Any] | None = None) -> str | None:
+    """One ``squeue --format`` field of ``job``: its text, ``""`` when squeue does not
+    list the job (ended and forgotten), ``None`` when squeue could not answer."""
+    out = _ask(["squeue", "--noheader", "--jobs", str(job), "--format", field], run)
+    if out is None:
         return None
     if out.returncode != 0:
         # squeue exits 1 with "Invalid job id specified" for a job it has forgotten.
@@ -140,17 +146,8 @@ def cluster_config(run: Callable[..., Any] | None = None) -> dict[str, str] | No
     global _config_cache
     if run is None and _config_cache is not None:
         return _config_cache
-    try:
-        out = (run or subprocess.run)(
-            ["scontrol", "show", "config"],
-            capture_output=True,
-            text=True,
-            timeout=SQUEUE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
+    out = _ask(["scontrol", "show", "config"], run)
+    if out is None or out.returncode != 0:
         return None
     config = parse_config(out.stdout)
     if run is None:
@@ -250,15 +247,8 @@ def first_node(env: Mapping[str, str]) -> str | None:
     nodelist = env.get(ENV_NODELIST)
     if not nodelist:
         return None
-    try:
-        proc = subprocess.run(
-            ["scontrol", "show", "hostnames", nodelist],
-            capture_output=True,
-            text=True,
-            timeout=SQUEUE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
+    proc = _ask(["scontrol", "show", "hostnames", nodelist])
+    if proc is None:
         return None
     hosts = proc.stdout.split()
     return hosts[0] if proc.returncode == 0 and hosts else None
