@@ -1,13 +1,16 @@
 """Process layouts (issue 11): config validation, SLURM resources, and how rank endings combine."""
 
+import os
+import sys
+
 import pytest
 from conftest import REPO
 
 from snakesweep import contract
 from snakesweep.config_check import check_config
-from snakesweep.layout import ProcessLayout
+from snakesweep.layout import THREAD_VARS, ProcessLayout, threads_per_process
 from snakesweep.space import ConfigError
-from snakesweep.spawn import RankEnd, combine, rank_env
+from snakesweep.spawn import RankEnd, combine, rank_env, run_ranks
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -93,6 +96,32 @@ def test_each_rank_gets_torch_distributed_env_variables():
     assert env["RANK"] == "1" and env["LOCAL_RANK"] == "1" and env["WORLD_SIZE"] == "2"
     assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == "29500"
     assert env["PATH"] == "/bin"
+
+
+def test_each_rank_gets_its_own_share_of_the_job_threads():
+    # Snakemake sets OMP_NUM_THREADS & co. to the job's threads: every rank's cores together.
+    job_env = {name: "4" for name in THREAD_VARS}
+    assert threads_per_process(4, 2) == 2 and threads_per_process(3, 2) == 1
+    assert threads_per_process(1, 4) == 1
+    env = rank_env(job_env, 0, 2, 29500, threads=2)
+    assert {env[name] for name in THREAD_VARS} == {"2"}
+    assert rank_env(job_env, 0, 2, 29500)["OMP_NUM_THREADS"] == "4"  # left as it was
+
+
+def test_spawned_ranks_run_with_their_own_thread_count(tmp_path):
+    """Real processes: two ranks of a job with 4 threads each start with 2, not 4 (which
+    would put 8 threads on the job's 4 cores)."""
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['OUT'], os.environ['RANK']).write_text("
+        "os.environ['OMP_NUM_THREADS'] + ' ' + os.environ['MKL_NUM_THREADS'])\n"
+    )
+    env = {**os.environ, "OUT": str(tmp_path), **{name: "4" for name in THREAD_VARS}}
+    with open(tmp_path / "log", "w") as log:
+        decided, ends = run_ranks([sys.executable, str(script)], env, log, [], 2, threads=2)
+    assert decided.code == 0 and len(ends) == 2
+    assert [(tmp_path / str(rank)).read_text() for rank in (0, 1)] == ["2 2", "2 2"]
 
 
 C, P = contract.EXIT_CONTINUE, contract.EXIT_PRUNED

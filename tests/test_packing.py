@@ -167,7 +167,8 @@ def test_packed_rungs_make_the_same_promotions_and_leaderboard(tmp_path, method)
 def test_a_member_gets_one_trials_threads_not_the_packs():
     """Snakemake sets OMP_NUM_THREADS & co. to the job's threads (all members' CPUs); thread
     counts change float results, so a member must see what an unpacked job of its trial sees."""
-    from snakesweep.pack_job import THREAD_VARS, _member_env
+    from snakesweep.layout import THREAD_VARS
+    from snakesweep.pack_job import _member_env
 
     env = _member_env({name: "4" for name in THREAD_VARS}, slot=1, cpus=2, gpus=0)
     assert {env[name] for name in THREAD_VARS} == {"2"}

@@ -29,6 +29,7 @@ from typing import Any
 
 from snakesweep import contract, slurm_job, spawn
 from snakesweep.atomic import write_bytes
+from snakesweep.layout import threads_per_process
 from snakesweep.results import best_epoch, is_finite
 from snakesweep.trial_folder import (
     append_segment_event,
@@ -81,6 +82,11 @@ class TrialJob:
     processes_per_node: int = 1
     nodes: int = 1
     python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def threads_per_process(self) -> int:
+        """One rank's threads: ``threads`` is every rank's cores on a node together."""
+        return threads_per_process(self.threads, self.processes_per_node)
 
 
 #: The sweep config's ``checkpoint`` keys that are TrialJob fields of the same name.
@@ -356,11 +362,13 @@ def _run_ranks(
     if world == 1:
         return _run_child(argv, env, log, signals), "training script"
     if job.nodes == 1:
-        decided, _ = spawn.run_ranks(argv, env, log, signals, world)
+        decided, _ = spawn.run_ranks(argv, env, log, signals, world, job.threads_per_process)
         return decided.code, f"training script (rank {decided.rank} of {world})"
     if not slurm_job.job_id(env):
         raise RuntimeError(f"resources.nodes={job.nodes} needs a SLURM allocation (srun)")
-    decided, _ = spawn.run_srun(argv, env, log, signals, world, job.processes_per_node, job.threads)
+    decided, _ = spawn.run_srun(
+        argv, env, log, signals, world, job.processes_per_node, job.threads_per_process
+    )
     return decided.code, f"training script ({world} srun tasks)"
 
 

@@ -14,6 +14,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: Thread counts Snakemake sets to a job's ``threads`` (snakemake/shell.py, also for
+#: scripts). A job that runs several processes (a pack's trials, a trial's ranks) must give
+#: each process its own share back: float results depend on the thread count, and ranks that
+#: each start the job's whole count oversubscribe the cores.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def thread_env(env: Mapping[str, str], threads: int) -> dict[str, str]:
+    """``env`` with every thread-count variable set to ``threads`` (at least 1)."""
+    child = dict(env)
+    for name in THREAD_VARS:
+        child[name] = str(max(1, threads))
+    return child
+
+
+def threads_per_process(job_threads: int, processes_per_node: int) -> int:
+    """One rank's threads from a job's ``threads`` (every rank's cores on a node)."""
+    return max(1, job_threads // max(1, processes_per_node))
+
 
 @dataclass(frozen=True)
 class ProcessLayout:

@@ -32,20 +32,11 @@ from snakesweep import contract, slurm_job
 from snakesweep.atomic import write_json
 from snakesweep.jsonl import read_json
 from snakesweep.launch import FORWARDED_SIGNALS, TrialJob, continue_in_requeued_job, run_segment
+from snakesweep.layout import thread_env
 from snakesweep.packing import slot_cpus, slot_gpus
 from snakesweep.training_job import run_training_job
 
 ENV_CUDA = "CUDA_VISIBLE_DEVICES"
-#: Thread counts Snakemake sets to a job's ``threads`` (snakemake/shell.py, also for scripts):
-#: for a pack that is every member's CPUs together, so each member gets its own share back.
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "GOTO_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 
 @dataclass
@@ -203,9 +194,7 @@ def _member_env(env: Mapping[str, str], slot: int, cpus: int, gpus: int) -> dict
     """The member's share of the job: the thread counts of one trial (as an unpacked job gets
     them; numerics depend on them), its CPUs pinned inside a SLURM job (locally several jobs
     share the machine's CPUs, so nothing is pinned), its GPUs through CUDA_VISIBLE_DEVICES."""
-    child = dict(env)
-    for name in THREAD_VARS:
-        child[name] = str(cpus)
+    child = thread_env(env, cpus)
     if slurm_job.job_id(env) and hasattr(os, "sched_setaffinity"):
         mine = slot_cpus(sorted(os.sched_getaffinity(0)), slot, cpus)
         if mine is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from snakesweep import contract, slurm_job
+from snakesweep.layout import thread_env
 
 #: Stop signals the launcher passes on to the training process(es).
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
@@ -58,9 +59,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rank_env(env: Mapping[str, str], rank: int, world: int, port: int) -> dict[str, str]:
-    """The environment of one local rank: torch.distributed's ``env://`` variables."""
-    child = dict(env)
+def rank_env(
+    env: Mapping[str, str], rank: int, world: int, port: int, threads: int | None = None
+) -> dict[str, str]:
+    """The environment of one local rank: torch.distributed's ``env://`` variables, and the
+    rank's own thread count (``threads``; the job's count is every rank's together)."""
+    child = dict(env) if threads is None else thread_env(env, threads)
     child.update(
         {
             contract.ENV_RANK: str(rank),
@@ -81,9 +85,15 @@ def grace_seconds(env: Mapping[str, str]) -> float:
 
 
 def run_ranks(
-    argv: Sequence[str], env: Mapping[str, str], log: IO[str], signals: list[int], world: int
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log: IO[str],
+    signals: list[int],
+    world: int,
+    threads: int | None = None,
 ) -> tuple[RankEnd, list[RankEnd]]:
-    """Run ``world`` ranks of ``argv`` on this machine; the deciding ending and all of them.
+    """Run ``world`` ranks of ``argv`` on this machine, each with ``threads`` threads; the
+    deciding ending and all of them.
 
     Stop signals received meanwhile are passed on to every rank and appended to ``signals``.
     """
@@ -93,7 +103,7 @@ def run_ranks(
             list(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=rank_env(env, rank, world, port),
+            env=rank_env(env, rank, world, port, threads),
             stdin=subprocess.DEVNULL,
         )
         for rank in range(world)
@@ -110,12 +120,13 @@ def run_srun(
     per_node: int,
     cpus: int,
 ) -> tuple[RankEnd, list[RankEnd]]:
-    """Several nodes in a SLURM allocation: one ``srun`` task per rank, rank = SLURM_PROCID.
+    """Several nodes in a SLURM allocation: one ``srun`` task per rank, rank = SLURM_PROCID,
+    each with ``cpus`` cores and as many threads.
 
     ``--kill-on-bad-exit`` ends the other tasks when one fails; srun reports one exit code
     (the highest of its tasks), which stands for every rank.
     """
-    child = dict(env)
+    child = thread_env(env, cpus)
     child.update(
         {
             "MASTER_ADDR": slurm_job.first_node(env) or socket.gethostname(),
