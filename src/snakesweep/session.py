@@ -45,6 +45,7 @@ from snakesweep.asha import AshaRungs
 from snakesweep.atomic import remove_stale_temps, write_bytes
 from snakesweep.checkpoint import load_latest, read_checkpoint, save_checkpoint
 from snakesweep.deadline import Deadline
+from snakesweep.kernel_warmup import warm_up_vml
 from snakesweep.ranks import RankInfo, Ranks, own_state
 from snakesweep.results import format_number
 from snakesweep.stop_policy import StopPolicy, parse_margin
@@ -94,6 +95,9 @@ class TrialSession:
         max_overhead: float | None = 0.01,
         ranks: Ranks | None = None,
     ) -> None:
+        # Before the script's first threaded math: a fresh process's first threaded VML call
+        # can be wrong on one thread, which would break bit-identical resume (kernel_warmup).
+        warm_up_vml()
         #: This process's rank and the collectives (identities for a one-process trial).
         self.ranks = ranks or Ranks()
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
