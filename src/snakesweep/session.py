@@ -51,6 +51,11 @@ from snakesweep.results import format_number
 from snakesweep.stop_policy import StopPolicy, parse_margin
 from snakesweep.trial_folder import append_metrics, metrics_bytes, read_timings, write_metrics
 
+# At import, before the script's first threaded math (data loading and model set-up included):
+# a fresh process's first threaded VML call can be wrong on one thread, which would break
+# bit-identical resume (snakesweep.kernel_warmup).
+warm_up_vml()
+
 #: Signals that ask the trial to save at the next step boundary and continue later.
 #: SIGINT included: Ctrl-C on a local sweep pauses a trial instead of failing it.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
@@ -95,9 +100,6 @@ class TrialSession:
         max_overhead: float | None = 0.01,
         ranks: Ranks | None = None,
     ) -> None:
-        # Before the script's first threaded math: a fresh process's first threaded VML call
-        # can be wrong on one thread, which would break bit-identical resume (kernel_warmup).
-        warm_up_vml()
         #: This process's rank and the collectives (identities for a one-process trial).
         self.ranks = ranks or Ranks()
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
