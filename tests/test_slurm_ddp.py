@@ -64,12 +64,6 @@ def ddp_config(results: Path, script: Path | None = None, epochs: int = EPOCHS) 
     }
 
 
-@pytest.mark.skip(
-    reason="issue 11 (open): after many segments a 2-rank resume of the width-512 model can "
-    "differ from the uninterrupted run in the last float bits (train_loss first; measured "
-    "locally with 23 six-second segments, and once in this test); this test, ~6.5 min, "
-    "waits for that fix"
-)
 def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(tmp_path):
     """1-minute SLURM limit, one `scontrol requeue` after the first epoch: the 2-rank trial
     continues in its requeued job until done, and its metrics equal the local 2-rank run."""
