@@ -517,14 +517,20 @@ class TrialSession:
 
     def _agreed_stop_reason(self, next_work_s: float) -> str | None:
         """The stop decision of all ranks at this step boundary: a stop asked for on any rank
-        (its signal, its view of the deadline) stops every rank here."""
+        (its signal, its view of the deadline) stops every rank here, and the ranks that did
+        not decide say which of the two it was."""
         reason = self._stop_reason(next_work_s)
         if not self.ranks.distributed:
             return reason
-        (stop,) = self.ranks.any(reason is not None)
-        if stop and reason is None:
-            reason = "another rank asked to stop: saving and stopping"
-        return reason if stop else None
+        signalled = self._stop_signal is not None
+        signal_elsewhere, deadline_elsewhere = self.ranks.any(
+            signalled, reason is not None and not signalled
+        )
+        if reason is None and signal_elsewhere:
+            reason = "another rank received a stop signal: saving and stopping"
+        elif reason is None and deadline_elsewhere:
+            reason = "another rank cannot fit another step before the deadline: saving and stopping"
+        return reason
 
     def _leave(self, reason: str) -> None:
         """Exit so that the workflow continues this trial in a new segment (state already saved)."""
