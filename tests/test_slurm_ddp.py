@@ -108,6 +108,7 @@ def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(t
     # A deadline stop, not a signal, on whichever rank found first that no step fits.
     assert all(not s["end"]["stop_requested"] for s in segs[1:-1])
     assert any("cannot fit another step" in s for s in sections[1:-1])
+    assert all("[snakesweep] resumed from ckpt-" in s for s in sections[1:])
     assert all(s["end"]["exit_code"] == 75 for s in segs[1:-1])
     assert segs[-1]["end"]["outcome"] == "completed"
 

@@ -11,8 +11,8 @@ call is right. So only a fresh process is hit: a resumed trial's first optimizer
 two or more threads (measured in docs/ddp.md).
 
 Calling every such function once on a few elements (serial: far below ATen's parallel
-grain of 2048 elements) resolves its kernel on this thread first. It costs well under a
-millisecond and changes no result of a later call.
+grain of 2048 elements) resolves its kernel on this thread first. It costs a few
+milliseconds once per process and changes no result of a later call.
 """
 
 from __future__ import annotations
