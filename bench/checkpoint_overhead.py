@@ -50,7 +50,7 @@ SAVING_ENV = {  # the config defaults (config/config.yaml: checkpoint)
 # of the first step, and the number of completed steps in an 8-byte file after each step.
 WRAPPER = r"""
 import mmap, runpy, struct, sys, time
-from snakesweep import session as S
+from snakesweep.session import trial_session as S
 
 counter = open(sys.argv[1], "r+b")
 shared = mmap.mmap(counter.fileno(), 8)
@@ -85,7 +85,7 @@ def overhead(
     """Saving off vs on for the same training (interleaved runs; best of ``repeats``), the
     time spent inside saves, and the same in steady state (a resumed segment, which knows
     from its checkpoint how long a save takes and saves at epoch ends accordingly)."""
-    from snakesweep import session as S
+    from snakesweep.session import trial_session as S
 
     inside: list[float] = []
     original = S.TrialSession.save
@@ -179,7 +179,7 @@ class Run:
 
 
 def newest_step(trial: Path) -> int:
-    from snakesweep.checkpoint import load_latest
+    from snakesweep.session.checkpoint import load_latest
 
     found = load_latest(trial / "checkpoints")
     return found[0]["global_step"] if found else 0

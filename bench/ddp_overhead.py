@@ -4,7 +4,7 @@
     .venv/bin/python bench/ddp_overhead.py [--quick]
 
 Runs the session's own code in 1 process and in 2 gloo ranks on this machine (CPU, one
-thread each), started like the launcher starts them (snakesweep.spawn.rank_env):
+thread each), started like the launcher starts them (snakesweep.job.spawn.rank_env):
 
 (a) Per step: ``TrialSession.batches`` with no training in the loop, so that what is
     timed is the session's step boundary alone: in 2 ranks one ``all_reduce(MAX)`` of the
@@ -43,8 +43,8 @@ def worker(out: Path, steps: int, saves: int) -> None:
     """One rank (or the one process): time step boundaries, collectives and saves."""
     import torch
 
-    from snakesweep.ranks import RankInfo, Ranks
     from snakesweep.session import TrialSession
+    from snakesweep.session.ranks import RankInfo, Ranks
 
     torch.set_num_threads(1)
     ranks = Ranks(RankInfo.from_env())
@@ -139,7 +139,7 @@ def training_steps(ranks, trial_dir: Path, steps: int) -> dict[str, float]:
 
 
 def run(world: int, steps: int, saves: int) -> dict[str, float]:
-    from snakesweep.spawn import free_port, rank_env
+    from snakesweep.job.spawn import free_port, rank_env
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from snakesweep.stop_policy import parse_margin
+from snakesweep.session.stop_policy import parse_margin
 
 REPO = Path(__file__).resolve().parents[1]
 

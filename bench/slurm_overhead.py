@@ -43,8 +43,8 @@ ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
 DEMO = REPO / "scripts" / "train.py"
 sys.path.insert(0, str(REPO / "src"))
 
-from snakesweep.launch import format_argument  # noqa: E402
-from snakesweep.sweep import build_sweep  # noqa: E402
+from snakesweep.job.launch import format_argument  # noqa: E402
+from snakesweep.search.sweep import build_sweep  # noqa: E402
 
 
 def values(n: int) -> list[str]:

@@ -22,8 +22,8 @@ ECHO_SCRIPT = REPO / "tests" / "fixtures" / "echo_train.py"
 
 def run_echo_trial(root: Path, trial_id: str, behaviour: str, epochs: int = 2):
     """Run one trial of the echo fixture script through the real launcher, as a rule would."""
-    from snakesweep.launch import TrialJob, run_segment
-    from snakesweep.trial_folder import result_path
+    from snakesweep.job.launch import TrialJob, run_segment
+    from snakesweep.store.trial_folder import result_path
 
     trial_dir = root / "trials" / trial_id
     job = TrialJob(

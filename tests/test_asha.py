@@ -2,8 +2,8 @@
 
 import json
 
-from snakesweep import contract
-from snakesweep.asha import AshaRungs
+from snakesweep.search.asha import AshaRungs
+from snakesweep.store import contract
 
 
 def rungs(tmp_path, trial_id, min_peers=2):

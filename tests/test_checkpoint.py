@@ -1,4 +1,4 @@
-"""Checkpoint files (snakesweep.checkpoint) and durable writes (snakesweep.atomic)."""
+"""Checkpoint files (snakesweep.session.checkpoint) and durable writes (snakesweep.store.atomic)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import stat
 import pytest
 import torch
 
-from snakesweep import atomic
-from snakesweep.checkpoint import (
+from snakesweep.session.checkpoint import (
     _HEADER,
     CORRUPT_SUFFIX,
     CheckpointError,
@@ -20,6 +19,7 @@ from snakesweep.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from snakesweep.store import atomic
 
 
 def state_of(step: int) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, demo_config, run_workflow, workflow_command
 
 from snakesweep.config_check import check_config, continuation_retries_problem
-from snakesweep.space import ConfigError
+from snakesweep.search.space import ConfigError
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 

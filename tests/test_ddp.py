@@ -32,9 +32,9 @@ from trial_processes import (
     steps_on_disk,
 )
 
-from snakesweep import contract
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.trial_folder import read_segments
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.store import contract
+from snakesweep.store.trial_folder import read_segments
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"
@@ -243,7 +243,7 @@ def test_sigkill_of_one_rank_continues_from_the_last_checkpoint(reference, tmp_p
 #: its own clock, so the ranks' deadlines differ a little: they must still agree on one step.
 DEADLINE_WRAPPER = """
 import os, runpy, time
-from snakesweep.deadline import Deadline
+from snakesweep.session.deadline import Deadline
 from snakesweep.session import TrialSession
 resume = TrialSession.resume
 def resume_then_start_the_window(self):

@@ -1,4 +1,4 @@
-"""When a segment must stop: snakesweep.deadline (SLURM end time, SNAKESWEEP_DEADLINE), and
+"""When a segment must stop: snakesweep.session.deadline (SLURM end time, SNAKESWEEP_DEADLINE), and
 real training processes that meet their deadline and resume bit for bit."""
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from trial_processes import (
     tiny_training,
 )
 
-from snakesweep import contract, slurm_job
-from snakesweep.checkpoint import load_latest
-from snakesweep.contract import ENV_DEADLINE
-from snakesweep.deadline import REFRESH_SECONDS, Deadline
-from snakesweep.slurm_job import job_end_time, parse_slurm_time, squeue_field
-from snakesweep.trial_folder import read_timings
+from snakesweep.cluster import slurm_job
+from snakesweep.cluster.slurm_job import job_end_time, parse_slurm_time, squeue_field
+from snakesweep.session.checkpoint import load_latest
+from snakesweep.session.deadline import REFRESH_SECONDS, Deadline
+from snakesweep.store import contract
+from snakesweep.store.contract import ENV_DEADLINE
+from snakesweep.store.trial_folder import read_timings
 
 
 def test_parse_slurm_time():
@@ -237,7 +238,7 @@ def test_first_save_time_is_measured_not_guessed(tmp_path):
 
 
 def test_deadline_already_passed_saves_after_one_step(tmp_path):
-    from snakesweep.deadline import Deadline
+    from snakesweep.session.deadline import Deadline
 
     session = CountingSession(tmp_path, deadline=Deadline(explicit=time.time() - 1), margin_s=0)
     with pytest.raises(SystemExit) as exc:

@@ -5,9 +5,9 @@ import dataclasses
 import yaml
 from conftest import REPO
 
-from snakesweep.launch import TrialJob
+from snakesweep.job.launch import TrialJob
+from snakesweep.search.sweep import build_sweep
 from snakesweep.session import TrialSession
-from snakesweep.sweep import build_sweep
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from snakesweep import kernel_warmup
+from snakesweep.session import kernel_warmup
 
 
 def spy_on_ops(monkeypatch) -> list[tuple[str, torch.dtype, int]]:
@@ -53,7 +53,7 @@ def test_importing_the_session_warms_up_before_the_script_computes_anything():
     (what a training script does at its top) warms them."""
     code = (
         "import torch\n"
-        "from snakesweep import kernel_warmup\n"
+        "from snakesweep.session import kernel_warmup\n"
         "print(kernel_warmup._done)\n"
         "from snakesweep.session import TrialSession\n"
         "print(kernel_warmup._done)\n"

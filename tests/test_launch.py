@@ -12,10 +12,10 @@ from pathlib import Path
 
 from trial_processes import TRAIN, assert_matches_reference, base_env, train_job
 
-from snakesweep import contract
-from snakesweep.contract import ENV_SEGMENT_SECONDS
-from snakesweep.launch import TrialJob, command_line, run_segment
-from snakesweep.trial_folder import read_segments
+from snakesweep.job.launch import TrialJob, command_line, run_segment
+from snakesweep.store import contract
+from snakesweep.store.contract import ENV_SEGMENT_SECONDS
+from snakesweep.store.trial_folder import read_segments
 
 SCRIPT = textwrap.dedent(
     """
@@ -90,8 +90,8 @@ def test_a_lower_rungs_record_describes_that_rung_only(tmp_path):
     assert run_segment(job) == 0
     rows = [{"epoch": 1, "score": 0.5}, {"epoch": 2, "score": 0.9}]
     (tmp_path / "trial" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    from snakesweep.launch import build_record
-    from snakesweep.trial_folder import read_segments
+    from snakesweep.job.launch import build_record
+    from snakesweep.store.trial_folder import read_segments
 
     record = build_record(job, "completed", None, read_segments(job.trial_dir))
     assert (record["epochs_done"], record["final"], len(record["history"])) == (1, 0.5, 1)
@@ -149,7 +149,7 @@ def test_a_segment_killed_with_sigkill_keeps_its_output_in_the_log(tmp_path):
         [
             sys.executable,
             "-c",
-            "import pickle, sys; from snakesweep.launch import run_segment; "
+            "import pickle, sys; from snakesweep.job.launch import run_segment; "
             "sys.exit(run_segment(pickle.loads(sys.stdin.buffer.read())))",
         ],
         stdin=subprocess.PIPE,

@@ -6,11 +6,11 @@ import sys
 import pytest
 from conftest import REPO
 
-from snakesweep import contract
+from snakesweep.cluster.layout import THREAD_VARS, ProcessLayout, threads_per_process
 from snakesweep.config_check import check_config
-from snakesweep.layout import THREAD_VARS, ProcessLayout, threads_per_process
-from snakesweep.space import ConfigError
-from snakesweep.spawn import RankEnd, combine, rank_env, run_ranks
+from snakesweep.job.spawn import RankEnd, combine, rank_env, run_ranks
+from snakesweep.search.space import ConfigError
+from snakesweep.store import contract
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import demo_config, echo_config, read_json, read_leaderboard, run_workflow
 
-from snakesweep.packing import (
+from snakesweep.cluster.packing import (
     in_sweep_order,
     make_packs,
     members_digest,
@@ -17,7 +17,7 @@ from snakesweep.packing import (
     slot_cpus,
     slot_gpus,
 )
-from snakesweep.sweep import build_sweep
+from snakesweep.search.sweep import build_sweep
 
 # Columns that must be equal between a packed and an unpacked run (not times, job ids, logs).
 SAME = ("rank", "trial_id", "status", "final", "best", "best_epoch", "epochs_done", "rung")
@@ -167,8 +167,8 @@ def test_packed_rungs_make_the_same_promotions_and_leaderboard(tmp_path, method)
 def test_a_member_gets_one_trials_threads_not_the_packs():
     """Snakemake sets OMP_NUM_THREADS & co. to the job's threads (all members' CPUs); thread
     counts change float results, so a member must see what an unpacked job of its trial sees."""
-    from snakesweep.layout import THREAD_VARS
-    from snakesweep.pack_job import _member_env
+    from snakesweep.cluster.layout import THREAD_VARS
+    from snakesweep.job.pack_job import _member_env
 
     env = _member_env({name: "4" for name in THREAD_VARS}, slot=1, cpus=2, gpus=0)
     assert {env[name] for name in THREAD_VARS} == {"2"}

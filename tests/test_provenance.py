@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from snakesweep import __version__, provenance
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.provenance import (
+from snakesweep import __version__
+from snakesweep.job import provenance
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.job.provenance import (
     canonical,
     code_version,
     config_sha256,
     summarize_segments,
 )
-from snakesweep.training_job import run_training_job
-from snakesweep.trial_id import canonical_json
+from snakesweep.job.training_job import run_training_job
+from snakesweep.search.trial_id import canonical_json
 
 ECHO = REPO / "tests" / "fixtures" / "echo_train.py"
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

@@ -1,11 +1,11 @@
-"""Exact outputs of the promotion rules in :mod:`snakesweep.pruning`."""
+"""Exact outputs of the promotion rules in :mod:`snakesweep.search.pruning`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from snakesweep.pruning import (
+from snakesweep.search.pruning import (
     Bracket,
     asha_decision,
     hyperband_brackets,
@@ -430,7 +430,7 @@ def test_asha_decision_rejects_bad_arguments(
 
 
 def test_rung_decision_scores_only_completed_trials_and_splits_the_cohort():
-    from snakesweep.pruning import rung_decision
+    from snakesweep.search.pruning import rung_decision
 
     records = [
         {"trial_id": "a", "status": "completed", "final": 0.9},

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import demo_config, echo_config, read_json, read_leaderboard, run_workflow
 
-from snakesweep.pruning import asha_decision, promote
-from snakesweep.sweep import build_sweep
+from snakesweep.search.pruning import asha_decision, promote
+from snakesweep.search.sweep import build_sweep
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,8 @@
-"""The pure parts of snakesweep.ranks: who a rank is, and which part of a checkpoint is its own."""
+"""The pure parts of snakesweep.session.ranks: who a rank is, and which part of a checkpoint is its own."""
 
 import pytest
 
-from snakesweep.ranks import RankInfo, Ranks, own_state
+from snakesweep.session.ranks import RankInfo, Ranks, own_state
 
 
 def test_a_plain_script_is_rank_0_of_1():

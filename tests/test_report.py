@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import echo_config, run_workflow
 
-from snakesweep.plots import drawn_trials, plot_learning_curves, plot_metric_vs_params
-from snakesweep.sweep import build_sweep
-from snakesweep.tables import SweepTables, metrics_frame, trials_frame
+from snakesweep.report.plots import drawn_trials, plot_learning_curves, plot_metric_vs_params
+from snakesweep.report.tables import SweepTables, metrics_frame, trials_frame
+from snakesweep.search.sweep import build_sweep
 
 
 def trial(tid, status, values, params, final="last"):

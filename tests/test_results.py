@@ -7,17 +7,22 @@ import math
 import pytest
 from conftest import run_echo_trial
 
-from snakesweep.leaderboard import finished_trials, summary, sweep_has_result, write_leaderboard
-from snakesweep.results import (
+from snakesweep.report.leaderboard import (
+    finished_trials,
+    summary,
+    sweep_has_result,
+    write_leaderboard,
+)
+from snakesweep.report.results import (
     best_config,
     best_epoch,
     best_trial,
-    format_number,
     leaderboard_rows,
     rank,
     status_counts,
     write_csv,
 )
+from snakesweep.store.number_format import format_number
 
 
 def rec(tid, status, final, epochs_done=3, **extra):

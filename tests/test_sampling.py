@@ -1,5 +1,5 @@
-from snakesweep.sampling import expand, grid_points, sample
-from snakesweep.space import parse_parameters
+from snakesweep.search.sampling import expand, grid_points, sample
+from snakesweep.search.space import parse_parameters
 
 SPACE = {
     "lr": {"kind": "loguniform", "low": 1e-4, "high": 1e-1},

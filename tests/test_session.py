@@ -13,8 +13,8 @@ from trial_processes import (
     tiny_training,
 )
 
-from snakesweep import contract
-from snakesweep.checkpoint import load_latest
+from snakesweep.session.checkpoint import load_latest
+from snakesweep.store import contract
 
 
 def test_no_double_save_at_an_epochs_last_step(tmp_path):

@@ -27,9 +27,9 @@ from trial_processes import (
     wait_for_step,
 )
 
-from snakesweep import contract
-from snakesweep.checkpoint import load_latest
-from snakesweep.session import STOP_SIGNALS
+from snakesweep.session.checkpoint import load_latest
+from snakesweep.session.trial_session import STOP_SIGNALS
+from snakesweep.store import contract
 
 
 def test_one_sigterm_fresh_interpreters(reference, tmp_path):

@@ -28,8 +28,8 @@ from test_slurm import (
 )
 from trial_processes import CRASHING_RANK
 
-from snakesweep.checkpoint import load_latest
-from snakesweep.launch import TrialJob, run_segment
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.session.checkpoint import load_latest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
@@ -130,7 +130,7 @@ def test_a_crashing_rank_is_recorded_failed_at_once(tmp_path):
 SRUN_JOB = """
 import os, sys, time
 from pathlib import Path
-from snakesweep import launch, spawn
+from snakesweep.job import launch, spawn
 job = launch.TrialJob(
     trial_id="srun0", trial_dir=Path({trial!r}), params={params!r}, script={train!r}, budget=2,
     metric="val_accuracy", mode="max", result_path=Path({trial!r}) / "result-2.json",

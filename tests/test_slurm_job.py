@@ -7,7 +7,7 @@ import subprocess
 
 from conftest import REPO
 
-from snakesweep import slurm_job
+from snakesweep.cluster import slurm_job
 
 CAPTURED = (REPO / "tests" / "fixtures" / "scontrol_show_config.txt").read_text()
 

@@ -15,17 +15,17 @@ from conftest import REPO, run_workflow
 from test_workflow import echo_config
 
 from snakesweep import cli
-from snakesweep.atomic import write_json
-from snakesweep.contract import RUNG_DECISION_PATH
-from snakesweep.jsonl import read_json
-from snakesweep.launch import TrialJob, build_record
-from snakesweep.provenance import write_provenance
-from snakesweep.pruning import rung_decision
-from snakesweep.status import StatusError, scan_sweep
-from snakesweep.status_config import planned_trials
-from snakesweep.status_text import format_status
-from snakesweep.sweep import build_sweep
-from snakesweep.trial_folder import (
+from snakesweep.job.launch import TrialJob, build_record
+from snakesweep.job.provenance import write_provenance
+from snakesweep.report.status import StatusError, scan_sweep
+from snakesweep.report.status_config import planned_trials
+from snakesweep.report.status_text import format_status
+from snakesweep.search.pruning import rung_decision
+from snakesweep.search.sweep import build_sweep
+from snakesweep.store.atomic import write_json
+from snakesweep.store.contract import RUNG_DECISION_PATH
+from snakesweep.store.jsonl import read_json
+from snakesweep.store.trial_folder import (
     append_metrics,
     append_segment_event,
     read_segments,

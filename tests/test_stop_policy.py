@@ -2,7 +2,13 @@
 
 import pytest
 
-from snakesweep.stop_policy import AUTO, DEFAULT_EXIT_S, StopPolicy, auto_margin, parse_margin
+from snakesweep.session.stop_policy import (
+    AUTO,
+    DEFAULT_EXIT_S,
+    StopPolicy,
+    auto_margin,
+    parse_margin,
+)
 
 
 def clock_at(now):

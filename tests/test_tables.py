@@ -4,8 +4,8 @@ import pandas as pd
 from conftest import ECHO_SCRIPT, run_echo_trial
 
 import snakesweep
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.trial_folder import result_path
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.store.trial_folder import result_path
 
 
 def test_load_gives_one_row_per_trial_and_one_per_trial_and_epoch(tmp_path):

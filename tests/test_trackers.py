@@ -11,7 +11,7 @@ import pytest
 from conftest import run_workflow
 from test_workflow import echo_config
 
-from snakesweep import trackers
+from snakesweep.report import trackers
 
 
 def read_json(path):

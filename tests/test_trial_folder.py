@@ -8,10 +8,10 @@ from conftest import REPO
 
 import snakesweep
 from snakesweep import cli
-from snakesweep.jsonl import read_json, read_jsonl
-from snakesweep.launch import TrialJob
-from snakesweep.training_job import run_training_job
-from snakesweep.trial_folder import (
+from snakesweep.job.launch import TrialJob
+from snakesweep.job.training_job import run_training_job
+from snakesweep.store.jsonl import read_json, read_jsonl
+from snakesweep.store.trial_folder import (
     append_metrics,
     append_segment_event,
     count_segments,

@@ -1,7 +1,7 @@
 import pytest
 
-from snakesweep.sweep import build_sweep
-from snakesweep.trial_id import canonical_json, trial_id
+from snakesweep.search.sweep import build_sweep
+from snakesweep.search.trial_id import canonical_json, trial_id
 
 BASE = {"lr": 0.01, "batch_size": 64, "optimizer": "adam", "epochs": 6}
 

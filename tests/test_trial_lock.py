@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from snakesweep import contract
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.trial_folder import finished_end, read_segments
-from snakesweep.trial_lock import LOCK_FILE, TrialLock, owner_alive, process_start_time
+from snakesweep.cluster.host_process import process_start_time
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.job.trial_lock import LOCK_FILE, TrialLock, owner_alive
+from snakesweep.store import contract
+from snakesweep.store.trial_folder import finished_end, read_segments
 
 HOST = socket.gethostname()
 
@@ -220,7 +221,7 @@ RUNNER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from snakesweep.launch import TrialJob, run_segment
+    from snakesweep.job.launch import TrialJob, run_segment
     tmp = Path(sys.argv[1])
     job = TrialJob(trial_id="abc123abc123", trial_dir=tmp / "trial", params={"epochs": 1},
                    script=str(tmp / "script.py"), budget=1, metric="score", mode="max",

@@ -229,9 +229,9 @@ def test_all_failed_sweep_exits_1_and_partial_failure_exits_0(tmp_path):
 
 def test_all_pruned_leaderboard_says_why_nothing_is_best(tmp_path):
     """ASHA can stop every trial at its first rung: nothing is best, epochs read 1/9."""
-    from snakesweep.atomic import write_json
-    from snakesweep.leaderboard import write_leaderboard
-    from snakesweep.trial_folder import result_path
+    from snakesweep.report.leaderboard import write_leaderboard
+    from snakesweep.store.atomic import write_json
+    from snakesweep.store.trial_folder import result_path
 
     root = tmp_path / "results" / "s"
     for i, tid in enumerate(["a" * 12, "b" * 12]):

@@ -37,10 +37,10 @@ from typing import Any
 import pytest
 import torch
 
-from snakesweep import contract
-from snakesweep.checkpoint import CORRUPT_SUFFIX, list_checkpoints, load_latest
-from snakesweep.launch import TrialJob
+from snakesweep.job.launch import TrialJob
 from snakesweep.session import TrialSession
+from snakesweep.session.checkpoint import CORRUPT_SUFFIX, list_checkpoints, load_latest
+from snakesweep.store import contract
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"
@@ -408,7 +408,7 @@ def tiny_training(session: TrialSession, epochs: int = 2, n_items: int = 12, bat
 #: A training script that runs ``train`` with rank 1 raising at step 25 (a crashing rank).
 CRASHING_RANK = """
 import runpy
-from snakesweep import session as s
+from snakesweep.session import trial_session as s
 original = s.TrialSession._step_boundary
 def boundary(self):
     if self.rank == 1 and self.global_step == 25:

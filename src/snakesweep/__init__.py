@@ -3,14 +3,14 @@
 What a training script needs is importable from here without reading the
 internals: :class:`~snakesweep.session.TrialSession` (metrics, results,
 checkpoint/resume and deadlines) and the exit codes of the trial contract.
-:func:`~snakesweep.tables.load` reads a sweep's results as pandas tables.
+:func:`~snakesweep.report.tables.load` reads a sweep's results as pandas tables.
 Both are imported on first use, so that the CLI and the workflow's rules do not
 pay for importing torch or pandas.
 """
 
 from typing import Any
 
-from snakesweep.contract import EXIT_CONTINUE, EXIT_PRUNED
+from snakesweep.store.contract import EXIT_CONTINUE, EXIT_PRUNED
 
 __all__ = ["EXIT_CONTINUE", "EXIT_PRUNED", "TrialSession", "__version__", "load"]
 __version__ = "0.1.0"
@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return TrialSession
     if name == "load":
-        from snakesweep.tables import load
+        from snakesweep.report.tables import load
 
         return load
     raise AttributeError(f"module 'snakesweep' has no attribute {name!r}")

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from snakesweep import __version__
-from snakesweep.status import StatusError, scan_sweep
-from snakesweep.status_config import status_plan
+from snakesweep.report.status import StatusError, scan_sweep
+from snakesweep.report.status_config import status_plan
 
 CLEAR_SCREEN = "\033[2J\033[H"
 
@@ -77,7 +77,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         status.plan_source = plan.source
         if args.json:
             return json.dumps(status.to_json(), indent=2, sort_keys=True)
-        from snakesweep.status_text import format_status  # imports pandas: text only
+        from snakesweep.report.status_text import format_status  # imports pandas: text only
 
         return format_status(status, top=args.top)
 

@@ -14,9 +14,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from snakesweep.layout import layout_problems
-from snakesweep.space import ConfigError
-from snakesweep.sweep import build_sweep
+from snakesweep.cluster.layout import layout_problems
+from snakesweep.search.space import ConfigError
+from snakesweep.search.sweep import build_sweep
 
 
 def load_schema(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from snakesweep.config_check import check_config, continuation_retries_problem
-from snakesweep.space import ConfigError
-from snakesweep.sweep import Sweep, build_sweep
-from snakesweep.trackers import TrackerUnavailable, check_trackers
+from snakesweep.report.trackers import TrackerUnavailable, check_trackers
+from snakesweep.search.space import ConfigError
+from snakesweep.search.sweep import Sweep, build_sweep
 
 
 def fail(message: str) -> NoReturn:

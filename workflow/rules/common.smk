@@ -3,12 +3,12 @@
 import os
 import sys
 
-from snakesweep import contract
-from snakesweep.layout import ProcessLayout
-from snakesweep.plan_file import write_plan
-from snakesweep.jsonl import read_json
+from snakesweep.store import contract
+from snakesweep.cluster.layout import ProcessLayout
+from snakesweep.store.plan_file import write_plan
+from snakesweep.store.jsonl import read_json
 from snakesweep.snakemake_glue import sweep_plan
-from snakesweep.sweep import plan_note
+from snakesweep.search.sweep import plan_note
 
 SWEEP = sweep_plan(config)
 
@@ -89,7 +89,7 @@ def final_results(wildcards):
 
 
 def training_resources():
-    """Per-job resources from config (snakesweep.layout): GPUs only when asked for, and a
+    """Per-job resources from config (snakesweep.cluster.layout): GPUs only when asked for, and a
     multi-node trial as one SLURM task per rank."""
     res = config["resources"]
     return LAYOUT.slurm_resources(res["runtime"], res["mem_mb"])
@@ -113,7 +113,7 @@ def print_summary():
     Snakemake itself exits 0 once every job ran, failed trials included (they are recorded,
     not job failures); a sweep in which no trial completed must not look like a success.
     """
-    from snakesweep.leaderboard import summary, sweep_has_result
+    from snakesweep.report.leaderboard import summary, sweep_has_result
 
     if not os.path.exists(f"{ROOT}/{contract.LEADERBOARD_FILE}"):
         return

@@ -2,7 +2,7 @@
 # train_pack writes each member's own record in its trial folder; packed_record copies it to
 # the record every other rule reads, so pruning, the leaderboard and the plots are unchanged.
 
-from snakesweep.pack_job import copy_packed_record
+from snakesweep.job.pack_job import copy_packed_record
 
 
 rule train_pack:

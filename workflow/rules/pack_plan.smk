@@ -1,18 +1,18 @@
 # Packed trials (pack > 1): which trials share a job, and what the job asks for
-# (docs/packing.md). The pure planning is snakesweep.packing; this file ties it to the sweep
+# (docs/packing.md). The pure planning is snakesweep.cluster.packing; this file ties it to the sweep
 # plan and Snakemake's checkpoints.
 
-from snakesweep.packing import (
+from snakesweep.cluster.packing import (
     PACK_NAME,
     in_sweep_order,
     make_packs,
     pack_slots,
     pack_waves,
 )
-from snakesweep.trial_folder import packed_result_path
+from snakesweep.store.trial_folder import packed_result_path
 
 PACK = config["pack"]
-#: A pack's name as wildcards (snakesweep.packing.PACK_NAME): the rules' file patterns.
+#: A pack's name as wildcards (snakesweep.cluster.packing.PACK_NAME): the rules' file patterns.
 PACK_WILDCARDS = PACK_NAME.format(
     bracket="{bracket}", rung="{rung}", index="{pack}", digest="{digest}"
 )

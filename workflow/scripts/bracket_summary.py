@@ -3,8 +3,8 @@
 Its only job is to be a target per bracket, so that brackets are trained side by side.
 """
 
-from snakesweep.atomic import write_json
-from snakesweep.results import read_records
+from snakesweep.report.results import read_records
+from snakesweep.store.atomic import write_json
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 summary = {

@@ -2,7 +2,7 @@
 
 import sys
 
-from snakesweep.leaderboard import write_leaderboard
+from snakesweep.report.leaderboard import write_leaderboard
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:

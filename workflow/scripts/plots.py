@@ -2,8 +2,8 @@
 
 import sys
 
-from snakesweep.plots import plot_learning_curves, plot_metric_vs_params
-from snakesweep.tables import load
+from snakesweep.report.plots import plot_learning_curves, plot_metric_vs_params
+from snakesweep.report.tables import load
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:

@@ -1,8 +1,8 @@
 """Snakemake script of the promote_rung checkpoint: who goes on to the next rung."""
 
-from snakesweep.atomic import write_json
-from snakesweep.pruning import rung_decision
-from snakesweep.results import read_records
+from snakesweep.report.results import read_records
+from snakesweep.search.pruning import rung_decision
+from snakesweep.store.atomic import write_json
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 decision = rung_decision(

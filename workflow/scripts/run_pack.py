@@ -4,9 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-from snakesweep.atomic import write_json
-from snakesweep.launch import TrialJob, checkpoint_fields
-from snakesweep.pack_job import Member, finish_pack, run_pack
+from snakesweep.job.launch import TrialJob, checkpoint_fields
+from snakesweep.job.pack_job import Member, finish_pack, run_pack
+from snakesweep.store.atomic import write_json
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 ckpt = sm.params.checkpoint

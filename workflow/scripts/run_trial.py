@@ -4,9 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-from snakesweep.launch import TrialJob, checkpoint_fields
-from snakesweep.layout import ProcessLayout
-from snakesweep.training_job import run_training_job
+from snakesweep.cluster.layout import ProcessLayout
+from snakesweep.job.launch import TrialJob, checkpoint_fields
+from snakesweep.job.training_job import run_training_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 ckpt = sm.params.checkpoint

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract
-from snakesweep.atomic import append_line, write_bytes, write_json
-from snakesweep.jsonl import read_json, read_jsonl
+from snakesweep.store import contract
+from snakesweep.store.atomic import append_line, write_bytes, write_json
+from snakesweep.store.jsonl import read_json, read_jsonl
 
 PROVENANCE_FILE = contract.PROVENANCE_FILE
 RESULT_PATTERN = re.compile(

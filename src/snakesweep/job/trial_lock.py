@@ -40,7 +40,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from snakesweep import slurm_job
+from snakesweep.cluster import slurm_job
+from snakesweep.cluster.host_process import pid_alive, process_start_time
 
 LOCK_FILE = "lock"
 #: Seconds between two looks at a lock held by a live owner (env: SNAKESWEEP_LOCK_POLL_SECONDS).
@@ -52,35 +53,6 @@ HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 #: How often a waiting launcher repeats that it is still waiting.
 REPORT_EVERY_SECONDS = 60.0
-
-
-def process_start_time(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux ``/proc``), to tell pids apart."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def pid_alive(pid: int, start_time: str | None = None) -> bool:
-    """Whether ``pid`` runs on this host (and is the process that started at ``start_time``)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except OSError:
-        return False
-    if start_time is not None:
-        now = process_start_time(pid)
-        if now is not None and now != start_time:
-            return False  # the pid was reused by another process
-    return True
 
 
 def owner_alive(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snakesweep.plan_file import PLAN_FILE, read_plan
-from snakesweep.status import StatusError
+from snakesweep.report.status import StatusError
+from snakesweep.store.plan_file import PLAN_FILE, read_plan
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]
     """The sweep plan of a config file: (Sweep, config). Raises StatusError if it is invalid."""
     import yaml
 
-    from snakesweep.space import ConfigError
-    from snakesweep.sweep import build_sweep
+    from snakesweep.search.space import ConfigError
+    from snakesweep.search.sweep import build_sweep
 
     try:
         # From the open file, so a syntax error names the file as well as the line.

@@ -2,7 +2,7 @@
 
 When a trial finishes a rung's budget it writes ``<dir>/rung-<budget>/<trial_id>.json``
 (atomically: safe on NFS, no database, no locks), reads its peers' reports at
-that rung, and decides with :func:`snakesweep.pruning.asha_decision` whether to
+that rung, and decides with :func:`snakesweep.search.pruning.asha_decision` whether to
 go on. The decision is written into its report, so a resumed trial that had
 already passed a rung never decides again.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract
-from snakesweep.atomic import write_json
-from snakesweep.jsonl import read_json
-from snakesweep.pruning import asha_decision
+from snakesweep.search.pruning import asha_decision
+from snakesweep.store import contract
+from snakesweep.store.atomic import write_json
+from snakesweep.store.jsonl import read_json
 
 
 @dataclass(frozen=True)

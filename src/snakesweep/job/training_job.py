@@ -1,9 +1,9 @@
 """The training rule's job: one segment of one trial, with its records around it.
 
 The rule's script (``workflow/scripts/run_trial.py``) builds a
-:class:`~snakesweep.launch.TrialJob` and calls :func:`run_training_job`, which
-writes provenance (:mod:`snakesweep.provenance`) before and after the segment
-(:func:`snakesweep.launch.run_segment`), then feeds the enabled trackers.
+:class:`~snakesweep.job.launch.TrialJob` and calls :func:`run_training_job`, which
+writes provenance (:mod:`snakesweep.job.provenance`) before and after the segment
+(:func:`snakesweep.job.launch.run_segment`), then feeds the enabled trackers.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snakesweep.launch import TrialJob, run_segment
-from snakesweep.provenance import write_provenance
-from snakesweep.trackers import sync_trackers
-from snakesweep.trial_folder import read_metrics
+from snakesweep.job.launch import TrialJob, run_segment
+from snakesweep.job.provenance import write_provenance
+from snakesweep.report.trackers import sync_trackers
+from snakesweep.store.trial_folder import read_metrics
 
 
 def run_training_job(

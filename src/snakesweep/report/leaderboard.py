@@ -1,6 +1,6 @@
 """Writing the leaderboard files and the end-of-run summary, from the sweep's pandas tables.
 
-The trials come from ``snakesweep.load`` (:mod:`snakesweep.tables`), restricted to the
+The trials come from ``snakesweep.load`` (:mod:`snakesweep.report.tables`), restricted to the
 trials the workflow planned, so their states are those of ``snakesweep status``.
 """
 
@@ -13,9 +13,7 @@ from typing import Any
 
 import yaml
 
-from snakesweep import contract
-from snakesweep.atomic import write_bytes
-from snakesweep.results import (
+from snakesweep.report.results import (
     best_config,
     best_trial,
     format_table,
@@ -23,7 +21,9 @@ from snakesweep.results import (
     status_counts,
     write_csv,
 )
-from snakesweep.tables import load, trial_records
+from snakesweep.report.tables import load, trial_records
+from snakesweep.store import contract
+from snakesweep.store.atomic import write_bytes
 
 
 def finished_trials(

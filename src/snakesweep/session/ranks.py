@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from snakesweep import contract, slurm_job
+from snakesweep.cluster import slurm_job
+from snakesweep.store import contract
 
 #: How long a collective may wait for a peer before torch.distributed gives up. The
-#: launcher kills ranks that outlive a dead peer much sooner (snakesweep.spawn); this
+#: launcher kills ranks that outlive a dead peer much sooner (snakesweep.job.spawn); this
 #: bounds a hang for ranks started some other way.
 COLLECTIVE_TIMEOUT_S = 600.0
 

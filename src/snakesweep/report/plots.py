@@ -1,6 +1,6 @@
 """Figures of a sweep for the report: learning curves and the metric against each parameter.
 
-Both take the sweep's pandas tables (``snakesweep.load``, :mod:`snakesweep.tables`):
+Both take the sweep's pandas tables (``snakesweep.load``, :mod:`snakesweep.report.tables`):
 each finished trial as the leaderboard sees it (a trial stopped at a pruning rung
 is drawn to its rung) and its per-epoch metrics. Figures are drawn with matplotlib's Agg
 backend and saved without a date, so the same records give the same file.
@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snakesweep.atomic import write_bytes
-from snakesweep.results import best_trial, format_number, is_finite
-from snakesweep.tables import SweepTables, trial_records
+from snakesweep.report.results import best_trial, is_finite
+from snakesweep.report.tables import SweepTables, trial_records
+from snakesweep.store.atomic import write_bytes
+from snakesweep.store.number_format import format_number
 
 #: Line and marker style of each trial status.
 STYLES: dict[str, dict[str, Any]] = {

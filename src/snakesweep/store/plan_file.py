@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from snakesweep.atomic import write_json
-from snakesweep.jsonl import read_json
+from snakesweep.store.atomic import write_json
+from snakesweep.store.jsonl import read_json
 
 PLAN_FILE = "plan.json"
 

@@ -17,9 +17,9 @@ Each trial's state comes from its folder alone (see ``docs/results.md``):
 
 Reading never locks or writes anything; files being written are read as they
 are (a line cut short is skipped), so the answer is at worst one epoch old.
-This module derives the states; :mod:`snakesweep.tables` turns them into pandas
-tables, :mod:`snakesweep.status_text` formats those for ``snakesweep status`` and
-:mod:`snakesweep.status_config` finds the plan (``--config`` or the last run's).
+This module derives the states; :mod:`snakesweep.report.tables` turns them into pandas
+tables, :mod:`snakesweep.report.status_text` formats those for ``snakesweep status`` and
+:mod:`snakesweep.report.status_config` finds the plan (``--config`` or the last run's).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract
-from snakesweep.jsonl import read_json
-from snakesweep.results import best_epoch, is_finite
-from snakesweep.trial_folder import (
+from snakesweep.cluster.host_process import pid_alive
+from snakesweep.report.results import best_epoch, is_finite
+from snakesweep.store import contract
+from snakesweep.store.jsonl import read_json
+from snakesweep.store.trial_folder import (
     read_metrics,
     read_params,
     read_provenance,
@@ -44,7 +45,6 @@ from snakesweep.trial_folder import (
     result_records,
     segment_counts,
 )
-from snakesweep.trial_lock import pid_alive
 
 #: Trial states, in leaderboard order.
 STATES = ("completed", "running", "waiting", "pruned", "diverged", "failed", "pending")

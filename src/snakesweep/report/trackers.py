@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snakesweep.atomic import write_json
-from snakesweep.jsonl import read_json
+from snakesweep.store.atomic import write_json
+from snakesweep.store.jsonl import read_json
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"

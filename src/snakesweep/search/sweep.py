@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract
-from snakesweep.pruning import hyperband_brackets, rung_budgets
-from snakesweep.sampling import expand
-from snakesweep.space import ConfigError, Parameter, parse_parameters
-from snakesweep.trial_id import trial_id
+from snakesweep.search.pruning import hyperband_brackets, rung_budgets
+from snakesweep.search.sampling import expand
+from snakesweep.search.space import ConfigError, Parameter, parse_parameters
+from snakesweep.search.trial_id import trial_id
+from snakesweep.store import contract
 
 PRUNING_METHODS = ("none", "sha", "hyperband", "asha")
 

@@ -1,7 +1,7 @@
 """Provenance of a trial: what ran, with which code and config, where, and in how many jobs.
 
 ``provenance.json`` in the trial folder is written when a segment starts and
-refreshed when it ends (by :func:`snakesweep.training_job.run_training_job`, the
+refreshed when it ends (by :func:`snakesweep.job.training_job.run_training_job`, the
 training rule's job). It holds the resolved parameters, the sha256 of the sweep's validated
 config, the git commit of the workflow (and whether the work tree had
 uncommitted changes), the training script's sha256, the versions of Python,
@@ -24,11 +24,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snakesweep import __version__, slurm_job
-from snakesweep.atomic import write_json
-from snakesweep.jsonl import read_json
-from snakesweep.launch import TrialJob
-from snakesweep.trial_folder import (
+from snakesweep import __version__
+from snakesweep.cluster import slurm_job
+from snakesweep.job.launch import TrialJob
+from snakesweep.search.trial_id import canonical_json
+from snakesweep.store.atomic import write_json
+from snakesweep.store.jsonl import read_json
+from snakesweep.store.trial_folder import (
     PROVENANCE_FILE,
     count_segments,
     pair_segments,
@@ -36,7 +38,6 @@ from snakesweep.trial_folder import (
     read_segments,
     slurm_job_ids,
 )
-from snakesweep.trial_id import canonical_json
 
 FORMAT_VERSION = 1
 GIT_TIMEOUT_S = 10
@@ -121,7 +122,7 @@ def summarize_segments(
     events: Sequence[Mapping[str, Any]], running: bool = False
 ) -> dict[str, Any]:
     """The segments part of provenance: paired segments and their counts, as defined by
-    :mod:`snakesweep.trial_folder` (the record and ``status`` use the same definitions)."""
+    :mod:`snakesweep.store.trial_folder` (the record and ``status`` use the same definitions)."""
     segments = pair_segments(events, running=running)
     counts = count_segments(segments)
     return {

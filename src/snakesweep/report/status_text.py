@@ -1,7 +1,7 @@
 """``snakesweep status`` as text: counts, best so far, running trials, leaderboard, pending.
 
-Formatted from the sweep's pandas tables (:mod:`snakesweep.tables`), numbers as
-everywhere else (``results.format_number``).
+Formatted from the sweep's pandas tables (:mod:`snakesweep.report.tables`), numbers as
+everywhere else (``snakesweep.store.number_format``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from snakesweep.results import format_number
-from snakesweep.status import STATES, SweepStatus
-from snakesweep.tables import SweepTables, from_status, trial_params
-from snakesweep.tables import rows as table_rows
+from snakesweep.report.status import STATES, SweepStatus
+from snakesweep.report.tables import SweepTables, from_status, trial_params
+from snakesweep.report.tables import rows as table_rows
+from snakesweep.store.number_format import format_number
 
 
 class _Trial:

@@ -16,7 +16,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from snakesweep.jsonl import read_json
+from snakesweep.store.jsonl import read_json
+from snakesweep.store.number_format import format_number
 
 STATUSES = ("completed", "pruned", "diverged", "failed")
 #: Order of statuses on the leaderboard: finished trials first.
@@ -110,7 +111,7 @@ def leaderboard_rows(records: Iterable[Mapping[str, Any]], mode: str) -> list[di
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    from snakesweep.atomic import write_bytes
+    from snakesweep.store.atomic import write_bytes
 
     columns: list[str] = []
     for row in rows:
@@ -164,18 +165,6 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str, top: int = 10) 
     if len(rows) > top:
         text += f"\n... {len(rows) - top} more in the leaderboard"
     return text
-
-
-def format_number(value: Any) -> str:
-    """A value as tables and progress lines show it: 4 significant digits, "-" for none.
-
-    The one number format of the leaderboard, ``status`` and the session's epoch lines.
-    """
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def best_config(

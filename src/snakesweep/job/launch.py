@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract, slurm_job, spawn
-from snakesweep.atomic import write_bytes
-from snakesweep.layout import threads_per_process
-from snakesweep.results import best_epoch, is_finite
-from snakesweep.trial_folder import (
+from snakesweep.cluster import slurm_job
+from snakesweep.cluster.layout import threads_per_process
+from snakesweep.job import spawn
+from snakesweep.job.trial_lock import TrialLock
+from snakesweep.report.results import best_epoch, is_finite
+from snakesweep.store import contract
+from snakesweep.store.atomic import write_bytes
+from snakesweep.store.trial_folder import (
     append_segment_event,
     exit_seconds,
     finished_end,
@@ -47,7 +50,6 @@ from snakesweep.trial_folder import (
     write_params,
     write_result,
 )
-from snakesweep.trial_lock import TrialLock
 
 FORWARDED_SIGNALS = spawn.FORWARDED_SIGNALS
 LOG_TAIL_LINES = 20
@@ -125,8 +127,8 @@ def run_segment(
     """Run the next segment of ``job``; return the exit code for the Snakemake job (0 or 75).
 
     ``requeue=False``: never requeue the SLURM job on a continuation; a pack of trials shares
-    one job and requeues it once, after all its members ended (``snakesweep.pack_job``).
-    Holds the trial's lock (``snakesweep.trial_lock``) throughout: a second job for the same
+    one job and requeues it once, after all its members ended (``snakesweep.job.pack_job``).
+    Holds the trial's lock (``snakesweep.job.trial_lock``) throughout: a second job for the same
     trial (a restarted controller resubmits trials whose old jobs still run) waits for the
     first to end, then resumes, or only rewrites the record if the trial finished meanwhile.
     """
@@ -356,7 +358,7 @@ def _child_env(job: TrialJob, env: dict[str, str], started: float) -> dict[str, 
 def _run_ranks(
     job: TrialJob, argv: Sequence[str], env: Mapping[str, str], log: Any, signals: list[int]
 ) -> tuple[int, str]:
-    """Run the script's one process, or its ranks (:mod:`snakesweep.spawn`); the exit code
+    """Run the script's one process, or its ranks (:mod:`snakesweep.job.spawn`); the exit code
     that stands for the segment and which process it came from (for error messages)."""
     world = job.processes_per_node * job.nodes
     if world == 1:

@@ -14,11 +14,11 @@ A few lines adopt it (see the README)::
 The session saves every N steps and/or T seconds, at epoch ends (the last one always,
 the others unless saving so often would cost more than 1 % of the training time), and
 right before a deadline or after SIGTERM/SIGUSR1/SIGUSR2; it then exits with
-:data:`~snakesweep.contract.EXIT_CONTINUE` so that the workflow runs another
+:data:`~snakesweep.store.contract.EXIT_CONTINUE` so that the workflow runs another
 segment, which resumes bit for bit where this one stopped. See docs/checkpointing.md.
 
 In a multi-process trial (DDP, docs/ddp.md) every rank runs a session: the ranks agree
-on every save and stop (:mod:`snakesweep.ranks`), rank 0 alone writes checkpoints (with
+on every save and stop (:mod:`snakesweep.session.ranks`), rank 0 alone writes checkpoints (with
 each rank's RNG state), metrics and ASHA reports, and every rank resumes from the same
 checkpoint with its own generators.
 """
@@ -40,20 +40,20 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from snakesweep import contract
-from snakesweep.asha import AshaRungs
-from snakesweep.atomic import remove_stale_temps, write_bytes
-from snakesweep.checkpoint import load_latest, read_checkpoint, save_checkpoint
-from snakesweep.deadline import Deadline
-from snakesweep.kernel_warmup import warm_up_vml
-from snakesweep.ranks import RankInfo, Ranks, own_state
-from snakesweep.results import format_number
-from snakesweep.stop_policy import StopPolicy, parse_margin
-from snakesweep.trial_folder import append_metrics, metrics_bytes, read_timings, write_metrics
+from snakesweep.search.asha import AshaRungs
+from snakesweep.session.checkpoint import load_latest, read_checkpoint, save_checkpoint
+from snakesweep.session.deadline import Deadline
+from snakesweep.session.kernel_warmup import warm_up_vml
+from snakesweep.session.ranks import RankInfo, Ranks, own_state
+from snakesweep.session.stop_policy import StopPolicy, parse_margin
+from snakesweep.store import contract
+from snakesweep.store.atomic import remove_stale_temps, write_bytes
+from snakesweep.store.number_format import format_number
+from snakesweep.store.trial_folder import append_metrics, metrics_bytes, read_timings, write_metrics
 
 # At import, before the script's first threaded math (data loading and model set-up included):
 # a fresh process's first threaded VML call can be wrong on one thread, which would break
-# bit-identical resume (snakesweep.kernel_warmup).
+# bit-identical resume (snakesweep.session.kernel_warmup).
 warm_up_vml()
 
 #: Signals that ask the trial to save at the next step boundary and continue later.
@@ -61,7 +61,7 @@ warm_up_vml()
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 #: Measured timings (step, epoch end, save) for the next segment, beside the checkpoints: a
 #: checkpoint cannot hold the duration of its own save. A stop adds its time (``stopped_at``)
-#: for the launcher, which measures the exit path from there (``snakesweep.launch``).
+#: for the launcher, which measures the exit path from there (``snakesweep.job.launch``).
 TIMINGS_FILE = contract.TIMINGS_FILE
 #: Assumed save time until one has been measured.
 DEFAULT_SAVE_SECONDS = 1.0

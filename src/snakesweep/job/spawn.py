@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from snakesweep import contract, slurm_job
-from snakesweep.layout import thread_env
+from snakesweep.cluster import slurm_job
+from snakesweep.cluster.layout import thread_env
+from snakesweep.store import contract
 
 #: Stop signals the launcher passes on to the training process(es).
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)

@@ -3,7 +3,7 @@
 Pure functions of the ``resources`` config section, so that the mapping to the SLURM
 executor plugin's resources is tested without a cluster. One node: the job is one SLURM
 task holding every rank's CPUs and GPUs, and the launcher starts the ranks itself
-(:mod:`snakesweep.spawn`), the same code path as a local run. Several nodes: one SLURM
+(:mod:`snakesweep.job.spawn`), the same code path as a local run. Several nodes: one SLURM
 task per rank (``tasks``, ``nodes``, ``mpi: srun`` so that the plugin does not wrap the
 job in ``srun -n1``), and the launcher starts the ranks with ``srun``. See docs/ddp.md.
 """

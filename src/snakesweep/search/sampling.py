@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from snakesweep.space import Parameter
+from snakesweep.search.space import Parameter
 
 #: Significant digits kept for sampled floats: readable ids and leaderboards,
 #: and values that survive a round trip through text unchanged.

@@ -12,8 +12,8 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
-from snakesweep import slurm_job
-from snakesweep.contract import ENV_DEADLINE
+from snakesweep.cluster import slurm_job
+from snakesweep.store.contract import ENV_DEADLINE
 
 #: How often a SLURM end time is re-read, in seconds.
 REFRESH_SECONDS = 60.0

@@ -6,7 +6,7 @@ container alone may not, so a damaged newest file is skipped with a warning and
 the previous one is used instead, never a crash and never a silent fresh start.
 
 Files are named ``ckpt-<global step, 12 digits>.pt`` and written with
-:func:`snakesweep.atomic.write_bytes` (temporary file, fsync, rename, fsync of the
+:func:`snakesweep.store.atomic.write_bytes` (temporary file, fsync, rename, fsync of the
 folder): a writer killed at any instant leaves either the previous set of files or
 the new one, plus at most a hidden ``.ckpt-*.tmp`` leftover that the next save removes.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from snakesweep.atomic import fsync_dir, remove_stale_temps, write_bytes
+from snakesweep.store.atomic import fsync_dir, remove_stale_temps, write_bytes
 
 MAGIC = b"SNKSWPC1"
 _HEADER = struct.Struct(">8sQ32s")  # magic, payload length, sha256

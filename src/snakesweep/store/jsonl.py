@@ -32,7 +32,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON object in ``path``; None if it is missing, unreadable or not an object.
 
-    Records are written atomically (``snakesweep.atomic``), so a half-written file
+    Records are written atomically (``snakesweep.store.atomic``), so a half-written file
     is not expected; a garbled one is treated as absent rather than crash a reader.
     """
     try:

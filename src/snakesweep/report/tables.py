@@ -2,7 +2,7 @@
 leaderboard, ``snakesweep status`` and the plots are built from.
 
 ``snakesweep.load("results/<sweep>")`` reads the sweep folder (through
-:mod:`snakesweep.trial_folder`, with the states of :mod:`snakesweep.status`) and
+:mod:`snakesweep.store.trial_folder`, with the states of :mod:`snakesweep.report.status`) and
 returns :class:`SweepTables`: ``trials``, one row per trial, and ``metrics``, one
 row per trial and reported epoch. Like Optuna's ``trials_dataframe()``, the
 parameters are columns named ``params_<name>``. Safe to call while the sweep runs.
@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from snakesweep.status import FINISHED, SweepStatus, epochs_of, scan_sweep
-from snakesweep.trial_folder import slurm_job_ids, wall_time
+from snakesweep.report.status import FINISHED, SweepStatus, epochs_of, scan_sweep
+from snakesweep.store.trial_folder import slurm_job_ids, wall_time
 
 #: The columns of ``trials`` before the ``params_<name>`` ones, in order.
 TRIAL_COLUMNS = (

@@ -3,7 +3,7 @@
 Why: on SLURM every job costs seconds of node time around its trial (two Snakemake processes
 start inside it, docs/slurm.md), which trials of seconds pay many times over; a pack pays it
 once for all its members. Each member is a forked copy of this process running the usual
-training job (:func:`snakesweep.training_job.run_training_job`, so :func:`snakesweep.launch.
+training job (:func:`snakesweep.job.training_job.run_training_job`, so :func:`snakesweep.job.launch.
 run_segment`): its own trial lock, segments, log, provenance, checkpoint, deadline, exit code
 and record (``packed-result-<budget>.json`` in its trial folder; the workflow copies it to
 ``result-<budget>.json`` after the pack's job). At most ``slots`` members run at once, each
@@ -28,13 +28,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from snakesweep import contract, slurm_job
-from snakesweep.atomic import write_json
-from snakesweep.jsonl import read_json
-from snakesweep.launch import FORWARDED_SIGNALS, TrialJob, continue_in_requeued_job, run_segment
-from snakesweep.layout import thread_env
-from snakesweep.packing import slot_cpus, slot_gpus
-from snakesweep.training_job import run_training_job
+from snakesweep.cluster import slurm_job
+from snakesweep.cluster.layout import thread_env
+from snakesweep.cluster.packing import slot_cpus, slot_gpus
+from snakesweep.job.launch import FORWARDED_SIGNALS, TrialJob, continue_in_requeued_job, run_segment
+from snakesweep.job.training_job import run_training_job
+from snakesweep.store import contract
+from snakesweep.store.atomic import write_json
+from snakesweep.store.jsonl import read_json
 
 ENV_CUDA = "CUDA_VISIBLE_DEVICES"
 

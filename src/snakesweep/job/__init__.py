@@ -1,0 +1,1 @@
+"""The Snakemake job around a trial's segment: launch, continuation, locks and provenance."""

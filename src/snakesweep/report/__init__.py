@@ -1,0 +1,1 @@
+"""Reading results: records, tables, the leaderboard, plots, trackers and ``status``."""

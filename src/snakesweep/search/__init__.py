@@ -1,0 +1,1 @@
+"""The plan: the search space, how trials are sampled and named, and which go on at a rung."""
