@@ -6,10 +6,18 @@
 # (scripts/slurm-cluster.sh: root and apt-get needed); with
 # SNAKESWEEP_REQUIRE_SLURM=1 (CI) a missing cluster fails the run instead of
 # skipping those tests. Extra arguments go to pytest.
+#
+# The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in
+# this process). Slurm tests stay on one worker, one after another (tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
 if [[ ${SNAKESWEEP_START_SLURM:-0} == 1 ]]; then
     bash scripts/slurm-cluster.sh up
 fi
-exec .venv/bin/python -m pytest "$@"
+workers=${SNAKESWEEP_TEST_WORKERS:-2}
+parallel=()
+if [[ $workers != 0 ]]; then
+    parallel=(-n "$workers" --dist loadgroup)
+fi
+exec .venv/bin/python -m pytest "${parallel[@]}" "$@"

@@ -134,7 +134,20 @@ def slurm_available() -> tuple[bool, str]:
     return True, ""
 
 
+#: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): run
+#: on one worker, so that ``pytest -n`` builds it once.
+SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
+
+
 def pytest_collection_modifyitems(config, items):
+    """Keep what must not run side by side on one worker (``scripts/test.sh`` runs ``-n 2
+    --dist loadgroup``): every Slurm test, because they share one small cluster and some
+    measure time limits on it, and each file in :data:`SHARED_FIXTURE_FILES`."""
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif item.path.name in SHARED_FIXTURE_FILES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
     needs_slurm = [item for item in items if "slurm" in item.keywords]
     if not needs_slurm:
         return
