@@ -9,9 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from snakesweep.search.conditions import Condition, check_conditions, parse_when
-from snakesweep.search.errors import ConfigError
-
-__all__ = ["KINDS", "STRATEGIES", "ConfigError", "Parameter", "parse_parameters"]
+from snakesweep.search.errors import ConfigError  # also imported from here by its users
 
 #: Kinds a parameter may have, with the keys each one takes.
 KINDS: dict[str, tuple[str, ...]] = {
