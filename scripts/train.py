@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight_decay", type=float, default=0.0)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=None,
+        help="SGD momentum (default 0.9); sgd only: sweep it with `when: {optimizer: sgd}`",
+    )
     p.add_argument("--seed", type=int, default=0, help="model init and data order")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--trial-dir", default=None, help="keep metrics/checkpoints here (by hand)")
@@ -49,7 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (CUDA)"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.momentum is not None and args.optimizer != "sgd":
+        p.error(f"--momentum applies to --optimizer sgd only, not {args.optimizer}")
+    return args
 
 
 def load_data(device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -95,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     else:
         optimizer = torch.optim.SGD(
-            model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay
+            model.parameters(),
+            lr=args.lr,
+            momentum=0.9 if args.momentum is None else args.momentum,
+            weight_decay=args.weight_decay,
         )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)

@@ -89,7 +89,12 @@ def test_metric_against_parameters(tmp_path):
         sample_tables(), path, "acc", "max", ["act", "k", "lr"], ["lr"], title="demo", budget=3
     )
     # k never varies: no panel; lr is loguniform: log axis; act is text: categorical
-    assert info == {"panels": {"act": "category", "lr": "log"}, "shown": 4, "hidden": 1}
+    assert info == {
+        "panels": {"act": "category", "lr": "log"},
+        "shown": 4,
+        "hidden": 1,
+        "points": {"act": 4, "lr": 4},
+    }
     svg = path.read_text()
     for text in ("demo", "lr (log)", "relu", "gelu", "1 trial(s) without a finite acc not shown"):
         assert text in svg
@@ -102,7 +107,7 @@ def test_figures_with_nothing_to_show(tmp_path):
     assert plot_learning_curves(empty, tmp_path / "a.svg", "acc", "min")["drawn"] == {}
     assert "no metrics reported yet" in (tmp_path / "a.svg").read_text()
     info = plot_metric_vs_params(empty, tmp_path / "b.svg", "acc", "min", ["lr"])
-    assert info == {"panels": {}, "shown": 0, "hidden": 0}
+    assert info == {"panels": {}, "shown": 0, "hidden": 0, "points": {}}
     assert "no parameter varies between the trials" in (tmp_path / "b.svg").read_text()
 
 

@@ -88,6 +88,11 @@ def describe(error: jsonschema.ValidationError) -> str:
         return f"{key}: unknown key(s) {unknown}; allowed keys: {allowed}"
     if kind == "required":
         return f"{key}: missing required key {error.message.split(' ')[0]}"
+    if kind == "type" and list(error.absolute_path)[:3:2] == ["parameters", "when"]:
+        return (
+            f"{key}: {value!r} is not allowed; a condition maps a parameter name to a value "
+            "or a list of values, e.g. `when: {optimizer: [sgd, rmsprop]}`"
+        )
     if kind == "type":
         return f"{key}: {value!r} is not of type {error.validator_value}"
     if kind in ("minimum", "exclusiveMinimum"):

@@ -49,15 +49,24 @@ def curve(record: Mapping[str, Any], metric: str) -> tuple[list[int], list[float
 
 
 def varying_parameters(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
-    """The parameters among ``names`` that more than one trial value exists for (epochs aside)."""
+    """The parameters among ``names`` that more than one trial value exists for (epochs aside).
+
+    Only the trials that have a parameter count: one that exists in some trials only
+    (``when``) varies if those trials hold more than one value of it.
+    """
     out = []
     for name in names:
         if name == "epochs":
             continue
-        seen = {repr(r.get("params", {}).get(name)) for r in records}
+        seen = {repr(r["params"][name]) for r in having(records, name)}
         if len(seen) > 1:
             out.append(name)
     return out
+
+
+def having(records: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    """The records whose trial has parameter ``name`` (a conditional one may be absent)."""
+    return [r for r in records if name in (r.get("params") or {})]
 
 
 def is_numeric(values: Iterable[Any]) -> bool:
@@ -168,11 +177,14 @@ def plot_metric_vs_params(
 ) -> dict[str, Any]:
     """One scatter per varying parameter: each trial's last metric against its value.
 
+    A panel shows only the trials that have its parameter: one whose ``when`` condition
+    was false has no value to place, and its x label counts the trials left out.
+
     ``log_parameters`` get a log x-axis (loguniform, or int with ``log: true``);
     non-numeric values (strings, booleans) are placed on a categorical axis. Pruned
     trials are hollow (their metric is at their rung), the best trial is a star.
     Trials without a finite metric are left out and counted in the title.
-    Returns the scale of each panel.
+    Returns the scale and the number of points of each panel.
     """
     records = drawn_trials(tables, budget)
     log_parameters = set(log_parameters)
@@ -183,8 +195,11 @@ def plot_metric_vs_params(
     nrows = max(1, math.ceil(len(names) / ncols))
     fig, axes = _figure(nrows, ncols, (4.2 * ncols, 3.4 * nrows))
     scales: dict[str, str] = {}
+    points: dict[str, int] = {}
     for ax, name in zip(axes, names, strict=False):
-        values = [r.get("params", {}).get(name) for r in shown]
+        panel = having(shown, name)
+        values = [r["params"][name] for r in panel]
+        points[name] = len(panel)
         if is_numeric(values):
             xs = [float(v) for v in values]
             # No finite metric means no points: a log axis over nothing has no range.
@@ -198,7 +213,7 @@ def plot_metric_vs_params(
             ax.set_xlim(-0.5, len(categories) - 0.5)
             scale = "category"
         scales[name] = scale
-        for x, record in zip(xs, shown, strict=True):
+        for x, record in zip(xs, panel, strict=True):
             status = record.get("status")
             color = STYLES.get(status, OTHER_STYLE)["color"]
             if best is not None and record["trial_id"] == best["trial_id"]:
@@ -207,7 +222,12 @@ def plot_metric_vs_params(
                 ax.scatter([x], [record["final"]], s=28, facecolors="none", edgecolors=color)
             else:
                 ax.scatter([x], [record["final"]], s=28, color=color, alpha=0.8)
-        ax.set_xlabel(name + (" (log)" if scale == "log" else ""))
+        absent = len(shown) - len(panel)
+        ax.set_xlabel(
+            name
+            + (" (log)" if scale == "log" else "")
+            + (f"\n{absent} trial(s) without {name} not shown" if absent else "")
+        )
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
     for ax in axes[len(names) :]:
@@ -232,7 +252,7 @@ def plot_metric_vs_params(
         notes.append(f"nothing is best: no trial completed with a finite {metric}")
     fig.suptitle("\n".join([heading, "; ".join(notes)]).strip(), fontsize="medium")
     _save(fig, path)
-    return {"panels": scales, "shown": len(shown), "hidden": hidden}
+    return {"panels": scales, "shown": len(shown), "hidden": hidden, "points": points}
 
 
 def _numeric_axis(ax: Any, xs: Sequence[float], scale: str) -> None:

@@ -86,7 +86,13 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
 
 
 def leaderboard_rows(records: Iterable[Mapping[str, Any]], mode: str) -> list[dict[str, Any]]:
-    """One flat row per trial, ranked; parameters become ``param_<name>`` columns."""
+    """One flat row per trial, ranked; parameters become ``param_<name>`` columns.
+
+    Every row has a column for every parameter of any trial: a trial without one (its
+    ``when`` condition was false) has None there, an empty cell in the CSV.
+    """
+    records = list(records)
+    names = sorted({name for record in records for name in record.get("params", {})})
     rows = []
     for position, record in enumerate(rank(records, mode), start=1):
         row = {
@@ -102,8 +108,9 @@ def leaderboard_rows(records: Iterable[Mapping[str, Any]], mode: str) -> list[di
             "restarts": record.get("restarts", 0),
             "rung": record.get("rung"),
         }
-        for name, value in sorted(record.get("params", {}).items()):
-            row[f"param_{name}"] = value
+        params = record.get("params", {})
+        for name in names:
+            row[f"param_{name}"] = params.get(name)
         row["error"] = record.get("error") or ""
         row["log"] = record.get("log") or ""
         rows.append(row)

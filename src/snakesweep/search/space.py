@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from snakesweep.search.conditions import Condition, check_conditions, parse_when
+from snakesweep.search.errors import ConfigError  # also imported from here by its users
 
 #: Kinds a parameter may have, with the keys each one takes.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -23,10 +26,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_NAMES = ("epochs",)
 
 
-class ConfigError(ValueError):
-    """A sweep config that cannot run; the message names the key and what is allowed."""
-
-
 @dataclass(frozen=True)
 class Parameter:
     """One hyper-parameter of the search space."""
@@ -38,6 +37,8 @@ class Parameter:
     high: float | None = None
     log: bool = False
     value: Any = None
+    #: Conditions that must all hold for a trial to have this parameter (``when``); () = always.
+    when: tuple[Condition, ...] = ()
 
     @property
     def is_axis(self) -> bool:
@@ -49,7 +50,8 @@ def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> li
     """Turn the ``search.parameters`` mapping into :class:`Parameter` objects, sorted by name.
 
     Under the ``grid`` strategy every ``choice`` is a grid axis too, and sampled
-    kinds are refused because a grid cannot enumerate them.
+    kinds are refused because a grid cannot enumerate them. Any kind may carry a
+    ``when`` condition (:mod:`snakesweep.search.conditions`), checked once all are parsed.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy: {strategy!r} is not allowed; use one of {list(STRATEGIES)}")
@@ -71,12 +73,17 @@ def parse_parameters(spec: Mapping[str, Mapping[str, Any]], strategy: str) -> li
         kind = entry.get("kind")
         if kind not in KINDS:
             raise ConfigError(f"{key}.kind: {kind!r} is not allowed; use one of {list(KINDS)}")
-        unknown = sorted(set(entry) - {"kind", *KINDS[kind]})
+        unknown = sorted(set(entry) - {"kind", "when", *KINDS[kind]})
         if unknown:
             raise ConfigError(
-                f"{key}: unknown key(s) {unknown} for kind {kind!r}; allowed: {list(KINDS[kind])}"
+                f"{key}: unknown key(s) {unknown} for kind {kind!r}; "
+                f"allowed: {[*KINDS[kind], 'when']}"
             )
-        params.append(_parse_one(name, kind, entry, key, strategy))
+        param = _parse_one(name, kind, entry, key, strategy)
+        if "when" in entry:
+            param = replace(param, when=parse_when(key, entry["when"]))
+        params.append(param)
+    check_conditions(params)
     return params
 
 
