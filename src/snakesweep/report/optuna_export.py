@@ -238,6 +238,11 @@ def _append_changes(study: SweepStudy, path: Path) -> int:
             "name a new one or remove this one"
         ) from None
     names = [s.study_name for s in studies]
+    if not names:  # Optuna skips a last line it cannot parse (one being written): not ours
+        raise ExportError(
+            f"{path}: not an Optuna journal file (it holds no study); the export writes its "
+            "own file: name a new one or remove this one"
+        )
     if names != [study.name]:
         raise ExportError(
             f"{path}: holds the Optuna studies {names}, not only {study.name!r}; the export "
@@ -275,8 +280,13 @@ def _append_changes(study: SweepStudy, path: Path) -> int:
 def _trial_updates(old: FrozenTrial, new: FrozenTrial) -> list[tuple[Any, ...]]:
     """The storage calls that bring ``old`` (in the file) to ``new`` (the sweep now)."""
     tid = new.user_attrs["trial_id"]
-    if old.params != new.params or old.distributions != new.distributions:
+    if old.params != new.params:
         raise _Incompatible(f"trial {tid} has other parameters than in the file")
+    if old.distributions != new.distributions:
+        raise _Incompatible(
+            f"the distributions of trial {tid}'s parameters changed (without a search space "
+            "they are read off the values: give --config)"
+        )
     if old.state.is_finished():
         if _content(old) != _content(new):
             raise _Incompatible(f"trial {tid} changed after it finished ({old.state.name})")

@@ -120,11 +120,16 @@ def sweep_trials(
     """The sweep's trials that began, as Optuna trials in study order (see the module doc).
 
     ``distributions`` come from the search space (:func:`space_distributions`); parameters it
-    lacks get :func:`inferred_distribution` over all exported trials' values. Raises
+    lacks get :func:`inferred_distribution` over the values of every trial, pending ones
+    included (with a plan, its values are known before the trials run). Raises
     :class:`SpaceError` when a trial's value lies outside its parameter's distribution.
     """
     started = [t for t in status.trials if t.state in STATES]
-    params = {t.trial_id: {k: v for k, v in t.params.items() if k != BUDGET_PARAM} for t in started}
+    # Pending trials (planned, not started) count for inferred distributions: a plan's values
+    # are known before its trials run, so a trial that starts later does not change them.
+    params = {
+        t.trial_id: {k: v for k, v in t.params.items() if k != BUDGET_PARAM} for t in status.trials
+    }
     known = dict(distributions or {})
     for name in sorted({k for p in params.values() for k in p} - set(known)):
         known[name] = inferred_distribution([p[name] for p in params.values() if name in p])
