@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, echo_config, read_json, read_leaderboard, run_workflow
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -370,3 +370,77 @@ def test_the_dashboard_extra_and_the_pin():
     assert project["optional-dependencies"]["dashboard"] == ["optuna-dashboard==0.21.0"]
     env = Path(REPO / "environment.yml").read_text()
     assert "optuna=5.0.0" in env and "optuna-dashboard=0.21.0" in env
+
+
+@pytest.mark.e2e
+def test_a_finished_sweep_with_pruned_and_failed_trials_reads_back_in_optuna(tmp_path):
+    """A real sweep (SHA rungs at 1 and 3 epochs) exported by the command, then read by Optuna."""
+    values = ["a", "bb", "ccc", "ok", "crash", "nan"]
+    config = echo_config(
+        tmp_path, values, epochs=3, pruning={"method": "sha", "eta": 3, "min_t": 1}
+    )
+    run_workflow(tmp_path, config)
+    root = tmp_path / "results" / "echo"
+    rows = {row["trial_id"]: row for row in read_leaderboard(root)}
+    assert sorted(r["status"] for r in rows.values()) == [
+        "completed",
+        "completed",
+        "diverged",
+        "failed",
+        "pruned",
+        "pruned",
+    ]
+    path = tmp_path / "echo-optuna.log"
+    command = [sys.executable, "-m", "snakesweep.cli", "export", "optuna", str(root), str(path)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert (
+        proc.stdout
+        == f"{path}: study 'echo' written; 6 trials: 2 COMPLETE, 2 PRUNED, 2 FAIL, 0 RUNNING\n"
+    )
+    study = load(path, "echo")
+    assert (study.direction, study.metric_names) == (
+        optuna.study.StudyDirection.MAXIMIZE,
+        ["score"],
+    )
+    trials = study.get_trials()
+    assert sorted(t.user_attrs["trial_id"] for t in trials) == sorted(rows)
+    state = {"completed": "COMPLETE", "pruned": "PRUNED", "diverged": "FAIL", "failed": "FAIL"}
+    for t in trials:
+        row = rows[t.user_attrs["trial_id"]]
+        behaviour = row["param_behaviour"]
+        assert t.state.name == state[row["status"]]
+        assert t.params == {"behaviour": behaviour}
+        # the search space of the run's plan.json, not values read off the trials
+        assert t.distributions == {"behaviour": CategoricalDistribution(values)}
+        assert t.value == (float(row["final"]) if t.state.name in ("COMPLETE", "PRUNED") else None)
+        records = (root / "trials" / row["trial_id"]).glob("result-*.json")
+        newest = max(records, key=lambda p: int(p.stem.split("-")[1]))  # its latest word
+        record = read_json(newest)
+        trained = int(row["epochs_done"] or 0)
+        if behaviour == "crash":
+            assert t.intermediate_values == {}
+        elif behaviour == "nan":
+            assert sorted(t.intermediate_values) == [1] and math.isnan(t.intermediate_values[1])
+        else:  # echo_train.py reports score = len(behaviour) * epoch
+            expected = {e: float(len(behaviour) * e) for e in range(1, trained + 1)}
+            assert t.intermediate_values == expected
+            assert [h["epoch"] for h in record["history"]] == list(expected)
+        assert t.user_attrs["status"] == row["status"]
+        assert t.user_attrs["restarts"] == int(row["restarts"])
+        assert t.user_attrs["log"] == row["log"] == record["log"]
+        assert t.user_attrs["epochs"] == trained
+        assert ("error" in t.user_attrs) == (row["status"] in ("failed", "diverged"))
+        assert t.datetime_complete >= t.datetime_start
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert all(sorted(t.intermediate_values) == [1] for t in pruned)  # stopped at rung 0
+    # the same sweep, the same file: again in place (nothing to append) and afresh
+    again = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "unchanged (nothing new)" in again.stdout
+    fresh = tmp_path / "fresh.log"
+    subprocess.run(command[:-1] + [str(fresh)], check=True, capture_output=True)
+    assert fresh.read_bytes() == path.read_bytes()
+    # the report's importance figure says why it has no bars
+    svg = (root / "plots" / "param_importance.svg").read_text()
+    assert "2 completed trial(s) with a finite score" in svg
+    log = (root / "logs" / "plots.log").read_text()
+    assert "hyper-parameter importance: {'importances': {}, 'completed': 2," in log

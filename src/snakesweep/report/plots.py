@@ -276,7 +276,7 @@ def plot_importance(
             va="center",
             transform=ax.transAxes,
         )
-        note = f"{importance.evaluator} (Optuna) needs completed trials"
+        note = f"{importance.evaluator} (Optuna): not computed"
     fig.suptitle(f"{heading}\n{note}", fontsize="medium")
     _save(fig, path)
     return {
