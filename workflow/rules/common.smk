@@ -90,7 +90,8 @@ def final_results(wildcards):
 
 def search_space():
     """The config's search space as written (strategy and parameters): what plan.json records
-    and the importance figure reads, so that each parameter gets its Optuna distribution."""
+    and the importance figure reads, so that each parameter gets its Optuna distribution.
+    """
     return {"strategy": config["strategy"], "parameters": config["parameters"]}
 
 
