@@ -248,6 +248,11 @@ def test_a_trial_that_changed_after_it_finished_rewrites_the_file(sweep_in_progr
     assert path.read_bytes() == journal_bytes(read_sweep(sweep_in_progress))
     four = by_trial_id(load(path, "busy"))["a00000000004"]
     assert (four.state, four.value, four.user_attrs["restarts"]) == (TrialState.COMPLETE, 0.85, 1)
+    # the other direction is another study: written afresh too
+    flipped = export_sweep(sweep_in_progress, path, mode="min")
+    assert flipped.action == "rewritten"
+    assert flipped.reason == "the study optimised another metric or direction than acc"
+    assert load(path, "busy").direction == optuna.study.StudyDirection.MINIMIZE
 
 
 def test_a_file_that_is_not_this_sweeps_journal_is_left_alone(sweep_in_progress, tmp_path):

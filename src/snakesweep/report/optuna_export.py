@@ -248,10 +248,9 @@ def _append_changes(study: SweepStudy, path: Path) -> int:
             f"{path}: holds the Optuna studies {names}, not only {study.name!r}; the export "
             "keeps one sweep per file: name a new file or remove this one"
         )
-    found = studies[0]
-    if found.directions != [study.direction] or found.system_attrs.get(
-        "study:metric_names"
-    ) not in (None, [study.metric]):
+    with _quiet_optuna():
+        loaded = optuna.load_study(study_name=study.name, storage=storage)
+    if loaded.directions != [study.direction] or loaded.metric_names not in (None, [study.metric]):
         raise _Incompatible(f"the study optimised another metric or direction than {study.metric}")
     study_id = storage.get_study_id_from_name(study.name)
     existing = storage.get_all_trials(study_id, deepcopy=False)
@@ -269,7 +268,6 @@ def _append_changes(study: SweepStudy, path: Path) -> int:
             for op, *args in ops:
                 getattr(storage, op)(trial_id, *args)
                 appended += 1
-        loaded = optuna.load_study(study_name=study.name, storage=storage)
         for trial in study.trials:
             if trial.user_attrs["trial_id"] not in by_id:
                 loaded.add_trial(trial)
