@@ -51,8 +51,9 @@ rule all:
 onstart:
     # Snakemake knows `retries` only now, before the first job (not in a dry run).
     check_continuation_retries(workflow, config)
-    # The trial set of this run, so that `snakesweep status` can tell stale trial folders.
-    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials)
+    # The trial set of this run, so that `snakesweep status` can tell stale trial folders,
+    # and its search space, which `snakesweep export optuna` turns into distributions.
+    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials, search_space())
 
 
 onsuccess:

@@ -52,7 +52,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     "${pip[@]}" "${SNAKESWEEP_TORCH:-torch==2.13.0}"
 fi
-"${pip[@]}" -e ".[train,workflow,dev,tracking]"
+"${pip[@]}" -e ".[train,workflow,dev,tracking,dashboard]"
 touch "$stamp"
 echo "setup-env: ready ($(.venv/bin/python -c 'import torch, snakemake; print("torch", torch.__version__, "/ snakemake", snakemake.__version__)'))"
 note_own_slurm_profiles

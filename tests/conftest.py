@@ -134,6 +134,22 @@ def slurm_available() -> tuple[bool, str]:
     return True, ""
 
 
+def browser_available() -> tuple[bool, str]:
+    """Whether the real-browser check can run: Chromium and the dashboard extra."""
+    if not any(shutil.which(b) for b in (os.environ.get("CHROMIUM") or "", "chromium")):
+        return False, "Chromium is not installed (Debian: apt-get install -y chromium)"
+    if shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) is None:
+        return False, "optuna-dashboard is not installed (pip install 'snakesweep[dashboard]')"
+    return True, ""
+
+
+#: marker -> (what tells whether it can run, the variable that makes a missing one an error)
+GATES = {
+    "slurm": (slurm_available, "SNAKESWEEP_REQUIRE_SLURM"),
+    "browser": (browser_available, "SNAKESWEEP_REQUIRE_BROWSER"),
+}
+
+
 #: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): run
 #: on one worker, so that ``pytest -n`` builds it once.
 SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
@@ -142,22 +158,24 @@ SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
 def pytest_collection_modifyitems(config, items):
     """Keep what must not run side by side on one worker (``scripts/test.sh`` runs ``-n 2
     --dist loadgroup``): every Slurm test, because they share one small cluster and some
-    measure time limits on it, and each file in :data:`SHARED_FIXTURE_FILES`."""
+    measure time limits on it, and each file in :data:`SHARED_FIXTURE_FILES`; then skip (or,
+    where required, refuse) what needs a Slurm or a browser that is not there."""
     for item in items:
         if "slurm" in item.keywords:
             item.add_marker(pytest.mark.xdist_group("slurm"))
         elif item.path.name in SHARED_FIXTURE_FILES:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
-    needs_slurm = [item for item in items if "slurm" in item.keywords]
-    if not needs_slurm:
-        return
-    ok, reason = slurm_available()
-    if ok:
-        return
-    if os.environ.get("SNAKESWEEP_REQUIRE_SLURM") == "1":
-        raise pytest.UsageError(f"SNAKESWEEP_REQUIRE_SLURM=1 but {reason}")
-    for item in needs_slurm:
-        item.add_marker(pytest.mark.skip(reason=reason))
+    for marker, (available, require) in GATES.items():
+        needs = [item for item in items if marker in item.keywords]
+        if not needs:
+            continue
+        ok, reason = available()
+        if ok:
+            continue
+        if os.environ.get(require) == "1":
+            raise pytest.UsageError(f"{require}=1 but {reason}")
+        for item in needs:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # -- real training processes (tests/trial_processes.py), shared by the test files that need them

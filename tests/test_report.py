@@ -135,6 +135,7 @@ def test_report_of_a_small_sweep(tmp_path):
     assert sorted(p.name for p in plots.iterdir()) == [
         "learning_curves.svg",
         "metric_vs_params.svg",
+        "param_importance.svg",
     ]
     log = (root / "logs" / "plots.log").read_text()
     assert "'panels': {'behaviour': 'category', 'offset': 'log'}, 'shown': 2, 'hidden': 2" in log
@@ -146,6 +147,9 @@ def test_report_of_a_small_sweep(tmp_path):
     final = 4 + good[best]["offset"]  # len("ab") * 2 epochs + offset
     assert f"best {best}: score={final:.4g}" in curves
     assert "diverged (2)" in curves and "completed (1)" in curves
+    # two trials completed, fewer than fANOVA is asked to explain: the figure says so
+    importance = (plots / "param_importance.svg").read_text()
+    assert "no importance figure:" in importance and "2 completed trial(s)" in importance
 
     proc = run_workflow(tmp_path, config, "--report", "report.html")
     report = tmp_path / "report.html"
@@ -153,7 +157,12 @@ def test_report_of_a_small_sweep(tmp_path):
     html = report.read_text()
     # one self-contained file: everything inline, nothing loaded from beside it
     assert not re.search(r"<script[^>]+src=", html) and not re.search(r"<link[^>]+href=", html)
-    for name in ("learning_curves.svg", "metric_vs_params.svg", "leaderboard.csv"):
+    for name in (
+        "learning_curves.svg",
+        "metric_vs_params.svg",
+        "param_importance.svg",
+        "leaderboard.csv",
+    ):
         assert (
             embedded(html, name)
             == (root / ("plots" if name.endswith("svg") else "") / name).read_bytes()
@@ -164,6 +173,7 @@ def test_report_of_a_small_sweep(tmp_path):
         "Learning curves of sweep",
         "against each hyper-parameter that varies in sweep",
         "Leaderboard of sweep",
+        "Hyper-parameter importance in sweep",
     ):
         assert caption in html
     # the plots are part of a normal run: nothing is left to do

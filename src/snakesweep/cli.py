@@ -66,6 +66,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=int, default=20, help="leaderboard rows to show (0: all; default 20)"
     )
     status.set_defaults(handler=cmd_status)
+    export = commands.add_parser(
+        "export",
+        help="write a sweep in another tool's format (optuna: a journal for optuna-dashboard)",
+        description="Write a sweep in another tool's format.",
+    )
+    formats = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    optuna = formats.add_parser(
+        "optuna",
+        help="an Optuna study in a journal file (optuna-dashboard FILE, optuna.load_study)",
+        description=(
+            "Write the sweep as an Optuna study in a journal file (JournalStorage, file "
+            "backend): every trial that began, with its parameters and their distributions, "
+            "its state (COMPLETE, PRUNED, FAIL for failed and diverged, RUNNING), its final "
+            "value, the metric of every epoch as intermediate values, and its trial id, log "
+            "and restarts as user attributes. The same sweep gives the same file; a file "
+            "written before is brought up to date by appending, so that optuna-dashboard "
+            "FILE, left open, follows the sweep. Reads the trial folders without locks and "
+            "writes only FILE."
+        ),
+    )
+    optuna.add_argument("root", help="the sweep's results folder, results/<sweep>")
+    optuna.add_argument("file", help="the journal file to write (or bring up to date)")
+    optuna.add_argument(
+        "--config",
+        metavar="CONFIGFILE",
+        help="the sweep's config: its plan and search space (default: the last run's plan.json)",
+    )
+    optuna.add_argument("--study-name", help="the study's name (default: the folder's name)")
+    optuna.add_argument("--metric", help="the metric (default: from the plan or the results)")
+    optuna.add_argument(
+        "--mode", choices=["min", "max"], help="whether smaller or larger is better"
+    )
+    optuna.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=5.0,
+        default=None,
+        metavar="SECONDS",
+        help="bring FILE up to date every SECONDS (default 5) until Ctrl-C",
+    )
+    optuna.set_defaults(handler=cmd_export_optuna)
     return parser
 
 
@@ -85,6 +127,22 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         print(render(), file=out)
         return 0
     return watch(render, args.watch, out, clear=not args.json)
+
+
+def cmd_export_optuna(args: argparse.Namespace, out: TextIO) -> int:
+    from snakesweep.report.optuna_export import export_sweep  # imports Optuna: this command only
+
+    def render() -> str:
+        result = export_sweep(
+            args.root, args.file, args.config, args.study_name, args.metric, args.mode
+        )
+        text = result.summary()
+        return text if args.watch is None else f"{time.strftime('%H:%M:%S')} {text}"
+
+    if args.watch is None:
+        print(render(), file=out)
+        return 0
+    return watch(render, args.watch, out, clear=False)
 
 
 def watch(

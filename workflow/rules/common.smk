@@ -88,6 +88,13 @@ def final_results(wildcards):
     return list(dict.fromkeys(paths))  # Hyperband brackets may share a trial
 
 
+def search_space():
+    """The config's search space as written (strategy and parameters): what plan.json records
+    and the importance figure reads, so that each parameter gets its Optuna distribution.
+    """
+    return {"strategy": config["strategy"], "parameters": config["parameters"]}
+
+
 def training_resources():
     """Per-job resources from config (snakesweep.cluster.layout): GPUs only when asked for, and a
     multi-node trial as one SLURM task per rank."""

@@ -26,6 +26,12 @@ rule plots:
             category="Plots",
             labels={"figure": "metric against parameters"},
         ),
+        importance=report(
+            f"{ROOT}/plots/param_importance.svg",
+            caption="../report/param_importance.rst",
+            category="Plots",
+            labels={"figure": "hyper-parameter importance"},
+        ),
     log:
         f"{ROOT}/logs/plots.log",
     # A summary of files: deterministic, so a failure is a bug to report, not to retry
@@ -46,5 +52,8 @@ rule plots:
         log_parameters=[p.name for p in SWEEP.parameters if p.log],
         curves_title=f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(SWEEP.trials)} trials)",
         params_title=f"{SWEEP.name}: {SWEEP.metric} at each trial's last epoch",
+        # Each parameter's Optuna distribution, for the importance (Optuna's fANOVA).
+        space=search_space(),
+        importance_title=f"{SWEEP.name}: hyper-parameter importance for {SWEEP.metric}",
     script:
         "../scripts/plots.py"

@@ -1,4 +1,5 @@
-"""Figures of a sweep for the report: learning curves and the metric against each parameter.
+"""Figures of a sweep for the report: learning curves, the metric against each parameter, and
+the hyper-parameters' importance (computed by :mod:`snakesweep.report.importance`).
 
 Both take the sweep's pandas tables (``snakesweep.load``, :mod:`snakesweep.report.tables`):
 each finished trial as the leaderboard sees it (a trial stopped at a pruning rung
@@ -13,12 +14,15 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snakesweep.report.results import best_trial, is_finite
 from snakesweep.report.tables import SweepTables, trial_records
 from snakesweep.store.atomic import write_bytes
 from snakesweep.store.number_format import format_number
+
+if TYPE_CHECKING:  # importing it imports Optuna, which the other figures do not need
+    from snakesweep.report.importance import Importance
 
 #: Line and marker style of each trial status.
 STYLES: dict[str, dict[str, Any]] = {
@@ -253,6 +257,59 @@ def plot_metric_vs_params(
     fig.suptitle("\n".join([heading, "; ".join(notes)]).strip(), fontsize="medium")
     _save(fig, path)
     return {"panels": scales, "shown": len(shown), "hidden": hidden, "points": points}
+
+
+def plot_importance(
+    importance: Importance, path: str | os.PathLike, title: str = ""
+) -> dict[str, Any]:
+    """One bar per parameter: its fANOVA importance, the largest on top.
+
+    Without an importance (too few completed trials, nothing varies) the figure says why in
+    words instead of drawing bars, so the report always has the figure and its reason.
+    Returns the importances drawn and the reason (for logs and tests).
+    """
+    names = list(importance.importances)
+    fig, axes = _figure(1, 1, (6.4, max(2.4, 0.9 + 0.45 * len(names))))
+    ax = axes[0]
+    heading = title or f"hyper-parameter importance for {importance.metric}"
+    if names:
+        values = [importance.importances[n] for n in names]
+        positions = list(range(len(names)))[::-1]  # the largest on top
+        ax.barh(positions, values, color="tab:blue", height=0.6)
+        ax.set_yticks(positions, names)
+        for y, value in zip(positions, values, strict=True):
+            ax.text(value, y, f" {value:.2f}", va="center", fontsize="small")
+        ax.set_xlim(0, max(1.0, max(values) * 1.15))
+        ax.set_xlabel("importance (share of the variance of the final metric; sums to 1)")
+        ax.grid(True, axis="x", alpha=0.3)
+        note = (
+            f"{importance.evaluator} (Optuna, seed {importance.seed}) over "
+            f"{importance.completed} completed trials"
+        )
+    else:
+        ax.set_axis_off()
+        ax.text(
+            0.5,
+            0.5,
+            "no importance figure:\n" + _wrap(importance.reason or "", 60),
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        note = f"{importance.evaluator} (Optuna): not computed"
+    fig.suptitle(f"{heading}\n{note}", fontsize="medium")
+    _save(fig, path)
+    return {
+        "importances": dict(importance.importances),
+        "completed": importance.completed,
+        "reason": importance.reason,
+    }
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def _numeric_axis(ax: Any, xs: Sequence[float], scale: str) -> None:
