@@ -8,6 +8,7 @@ from snakesweep.job.pack_job import copy_packed_record
 rule train_pack:
     input:
         pack_decision,
+        retries=pack_retries,
     output:
         f"{ROOT}/{contract.PACK_PATH.format(name=PACK_WILDCARDS)}",
     log:
