@@ -55,4 +55,4 @@ rule packed_record:
             packed_result_path(SWEEP.trial_dir(wildcards.trial_id), wildcards.budget)
         ),
     run:
-        copy_packed_record(params.packed, output.result, log[0])
+        copy_packed_record(params.packed, output.result, log[0], input[0])
