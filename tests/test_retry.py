@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, read_json, read_leaderboard, run_echo_trial, run_workflow
+from conftest import flaky_config, read_json, read_leaderboard, run_echo_trial, run_workflow
 
 from snakesweep.cli import main as snakesweep_main
 from snakesweep.job.launch import _log_tail, run_segment
@@ -25,26 +25,6 @@ from snakesweep.store.retry_request import read_requests, wanted_request, write_
 
 RETRY = ("--config", "retry=failed")
 RESUMED = "resumed from ckpt-"
-
-
-def flaky_config(tmp_path: Path, **overrides) -> dict:
-    config = {
-        "sweep": "flaky",
-        "results_dir": str(tmp_path / "results"),
-        "script": str(REPO / "tests" / "fixtures" / "flaky_train.py"),
-        "metric": "val_loss",
-        "mode": "min",
-        "epochs": 2,
-        "strategy": "grid",
-        "parameters": {
-            "kind": {"kind": "choice", "values": ["steady", "flaky"]},
-            "broken": {"kind": "fixed", "value": str(tmp_path / "broken")},
-        },
-        # Save at every epoch end, so that the flaky trial has epoch 1's checkpoint.
-        "checkpoint": {"epoch_end_max_overhead": None},
-    }
-    config.update(overrides)
-    return config
 
 
 def trial_ids(root: Path) -> tuple[str, str]:

@@ -95,7 +95,8 @@ RETRY_REQUESTS = read_requests(ROOT)
 
 def retry_requests(trial_id, budget):
     """The retry requests of a trial's record at ``budget``: every one on disk (so that later
-    runs see the same inputs) and, with ``--config retry=failed``, one for a failed record."""
+    runs see the same inputs) and, with ``--config retry=failed``, one for a failed record.
+    """
     paths = list(RETRY_REQUESTS.get((trial_id, int(budget)), []))
     if RETRY:
         wanted = wanted_request(ROOT, read_json(record_path(trial_id, budget)), RETRY)

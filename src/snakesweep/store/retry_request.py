@@ -43,9 +43,7 @@ _NAME = re.compile(
 
 def request_path(root: str | os.PathLike, trial_id: str, budget: int | str, segments: int) -> str:
     """Where the request to retry ``trial_id``'s record at ``budget`` after ``segments`` lives."""
-    name = contract.RETRY_REQUEST_PATH.format(
-        trial_id=trial_id, budget=budget, segments=segments
-    )
+    name = contract.RETRY_REQUEST_PATH.format(trial_id=trial_id, budget=budget, segments=segments)
     return f"{root}/{name}"
 
 
@@ -61,7 +59,9 @@ def read_requests(root: str | os.PathLike) -> dict[tuple[str, int], list[str]]:
         match = _NAME.match(name)
         if match:
             key = (match["trial_id"], int(match["budget"]))
-            found.setdefault(key, []).append((int(match["segments"]), f"{root}/{contract.RETRY_DIR}/{name}"))
+            found.setdefault(key, []).append(
+                (int(match["segments"]), f"{root}/{contract.RETRY_DIR}/{name}")
+            )
     return {key: [path for _, path in sorted(paths)] for key, paths in found.items()}
 
 
@@ -80,10 +80,24 @@ def wanted_request(
     )
 
 
-def write_request(request: str | os.PathLike, record_path: str | os.PathLike) -> dict[str, Any]:
-    """Write the request with the record it retries, then remove that record; the request."""
+def write_request(
+    request: str | os.PathLike,
+    record_path: str | os.PathLike,
+    log: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write the request with the record it retries, then remove that record; the request.
+
+    ``log``: where to say in one line what is retried and why it was failed.
+    """
     record = read_json(Path(record_path))
     content = {"requested_at": time.time(), "record": str(record_path), "replaces": record}
     write_json(request, content)
     Path(record_path).unlink(missing_ok=True)
+    if log is not None:
+        old = record or {}
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(
+            f"retry of {record_path}; it was {old.get('status', 'missing')}: "
+            f"{old.get('error')}\n"
+        )
     return content
