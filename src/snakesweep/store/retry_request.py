@@ -97,7 +97,6 @@ def write_request(
         old = record or {}
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         Path(log).write_text(
-            f"retry of {record_path}; it was {old.get('status', 'missing')}: "
-            f"{old.get('error')}\n"
+            f"retry of {record_path}; it was {old.get('status', 'missing')}: {old.get('error')}\n"
         )
     return content
