@@ -4,7 +4,11 @@
 
 from snakemake.utils import min_version, validate
 
-from snakesweep.snakemake_glue import check_continuation_retries, check_sweep_config
+from snakesweep.snakemake_glue import (
+    check_continuation_retries,
+    check_sweep_config,
+    take_retry_switch,
+)
 
 min_version("9.0")
 
@@ -14,6 +18,10 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+# `--config retry=failed` retrains the failed trials (docs/retry.md); it is not a sweep key.
+RETRY = take_retry_switch(config)
 
 
 # Plain-language errors first (key, value, what is allowed), then Snakemake's
@@ -36,16 +44,21 @@ else:
     include: "workflow/rules/train.smk"
 
 
+include: "workflow/rules/retry.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every result record is a target too: Snakemake rebuilds a missing file only when something
+# asks for it, so a record that is gone (its trial folder deleted, a retry interrupted) is
+# trained again by a plain run, and the aggregates follow (docs/retry.md).
 rule all:
     default_target: True
     input:
         rules.leaderboard.output,
         rules.plots.output,
+        final_results,
 
 
 onstart:

@@ -111,6 +111,28 @@ def echo_config(tmp_path: Path, values: list, **overrides) -> dict:
     return config
 
 
+def flaky_config(tmp_path: Path, **overrides) -> dict:
+    """A 2-trial grid of tests/fixtures/flaky_train.py (steady, flaky), 2 epochs: the flaky trial
+    fails after epoch 1's checkpoint while ``tmp_path/broken`` exists."""
+    config = {
+        "sweep": "flaky",
+        "results_dir": str(tmp_path / "results"),
+        "script": str(REPO / "tests" / "fixtures" / "flaky_train.py"),
+        "metric": "val_loss",
+        "mode": "min",
+        "epochs": 2,
+        "strategy": "grid",
+        "parameters": {
+            "kind": {"kind": "choice", "values": ["steady", "flaky"]},
+            "broken": {"kind": "fixed", "value": str(tmp_path / "broken")},
+        },
+        # Save at every epoch end, so that the flaky trial has epoch 1's checkpoint.
+        "checkpoint": {"epoch_end_max_overhead": None},
+    }
+    config.update(overrides)
+    return config
+
+
 def read_leaderboard(root: Path) -> list[dict]:
     """The rows of ``<root>/leaderboard.csv``, best first, as strings."""
     with open(Path(root) / "leaderboard.csv", newline="") as f:

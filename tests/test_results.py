@@ -164,3 +164,4 @@ def test_the_leaderboard_is_made_from_the_tables_of_the_planned_trials(small_swe
     text = summary(root, [*planned, "e" * 12], "score", "max", 2)
     assert "s: 3 trials (2 completed, 1 failed, 1 not finished)" in text
     assert f"FAILED {'c' * 12}: " in text
+    assert "retry the failed trials: snakemake --config retry=failed" in text

@@ -24,6 +24,7 @@ from conftest import (
     REPO,
     demo_config,
     echo_config,
+    flaky_config,
     read_json,
     read_leaderboard,
     run_workflow,
@@ -236,6 +237,35 @@ def test_a_crashing_trial_is_failed_once_and_the_sweep_still_aggregates(tmp_path
     assert record["slurm_job_ids"] == [segment["slurm_job_id"]] and record["restarts"] == 0
     assert f"FAILED {crash['trial_id']}" in proc.stdout and crash["log"] in proc.stdout
     assert "Trying to restart" not in proc.stdout + proc.stderr
+
+
+def test_retry_failed_on_slurm_resumes_the_failed_trial_in_a_new_job(tmp_path):
+    """Issue 26 on Slurm: a trial that failed with a full disk (tests/fixtures/flaky_train.py)
+    is retried with `--config retry=failed` once the cause is gone: only it runs, in a new
+    SLURM job, from its checkpoint; the completed trial is not touched. ~60-90 s."""
+    broken = tmp_path / "broken"
+    broken.touch()
+    config = flaky_config(tmp_path)
+    run_workflow(tmp_path, config, *SLURM_ARGS, env=ENV)
+    root = tmp_path / "results" / "flaky"
+    kinds = {r["param_kind"]: r for r in read_leaderboard(root)}
+    steady, flaky = kinds["steady"]["trial_id"], kinds["flaky"]["trial_id"]
+    assert kinds["flaky"]["status"] == "failed" and "No space left" in kinds["flaky"]["error"]
+    steady_segments = (root / "trials" / steady / "segments.jsonl").read_bytes()
+    (first_job,) = read_json(root / "trials" / flaky / "result-2.json")["slurm_job_ids"]
+
+    broken.unlink()
+    run_workflow(tmp_path, config, *SLURM_ARGS, "--config", "retry=failed", env=ENV)
+    record = read_json(root / "trials" / flaky / "result-2.json")
+    assert record["status"] == "completed" and record["epochs_done"] == 2
+    first, second = segments(root, flaky)
+    assert first["end"]["outcome"] == "failed" and second["end"]["outcome"] == "completed"
+    assert second["slurm_job_id"] != first_job
+    assert record["slurm_job_ids"] == [first_job, second["slurm_job_id"]]
+    assert "[snakesweep] resumed from ckpt-" in log_sections(Path(record["log"]))[-1]
+    assert (root / "trials" / steady / "segments.jsonl").read_bytes() == steady_segments
+    assert read_json(root / "retries" / f"{flaky}-2ep-s1.json")["replaces"]["status"] == "failed"
+    assert [r["status"] for r in read_leaderboard(root)] == ["completed", "completed"]
 
 
 # -- 6. a job step killed with SIGKILL ------------------------------------------------------

@@ -16,6 +16,10 @@ from snakesweep.config_check import check_config, continuation_retries_problem
 from snakesweep.report.trackers import TrackerUnavailable, check_trackers
 from snakesweep.search.space import ConfigError
 from snakesweep.search.sweep import Sweep, build_sweep
+from snakesweep.store.retry_request import RETRY_VALUES
+
+#: The run switch that retries trials (``--config retry=failed``): not a key of the sweep.
+RETRY_KEY = "retry"
 
 
 def fail(message: str) -> NoReturn:
@@ -34,6 +38,21 @@ def check_sweep_config(config: Mapping[str, Any], schema_path: str | os.PathLike
         check_config(config, schema_path)
     except ConfigError as error:
         fail(str(error))
+
+
+def take_retry_switch(config: dict[str, Any]) -> tuple[str, ...]:
+    """Remove ``retry`` from ``config`` and return the record statuses it retrains (none: ``()``).
+
+    It is a switch of one run, not part of the sweep: left in ``config`` it would change the
+    leaderboard's params (so the next plain run would aggregate again) and the config that
+    ``best.yaml`` and provenance describe.
+    """
+    if RETRY_KEY not in config:
+        return ()
+    value = config.pop(RETRY_KEY)
+    if value not in RETRY_VALUES:
+        fail(f"retry: {value!r} is not allowed; allowed values: {sorted(RETRY_VALUES)}")
+    return RETRY_VALUES[value]
 
 
 def sweep_plan(config: Mapping[str, Any]) -> Sweep:

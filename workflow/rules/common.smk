@@ -6,6 +6,7 @@ import sys
 from snakesweep.store import contract
 from snakesweep.cluster.layout import ProcessLayout
 from snakesweep.store.plan_file import write_plan
+from snakesweep.store.retry_request import read_requests, wanted_request
 from snakesweep.store.jsonl import read_json
 from snakesweep.snakemake_glue import sweep_plan
 from snakesweep.search.sweep import plan_note
@@ -93,6 +94,26 @@ def search_space():
     and the importance figure reads, so that each parameter gets its Optuna distribution.
     """
     return {"strategy": config["strategy"], "parameters": config["parameters"]}
+
+
+#: Retry requests on disk (snakesweep.store.retry_request), read once per run.
+RETRY_REQUESTS = read_requests(ROOT)
+
+
+def retry_requests(trial_id, budget):
+    """The retry requests of a trial's record at ``budget``: every one on disk (so that later
+    runs see the same inputs) and, with ``--config retry=failed``, one for a failed record.
+    """
+    paths = list(RETRY_REQUESTS.get((trial_id, int(budget)), []))
+    if RETRY:
+        wanted = wanted_request(ROOT, read_json(record_path(trial_id, budget)), RETRY)
+        if wanted is not None and wanted not in paths:
+            paths.append(wanted)
+    return paths
+
+
+def trial_retries(wildcards):
+    return retry_requests(wildcards.trial_id, wildcards.budget)
 
 
 def training_resources():

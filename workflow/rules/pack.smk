@@ -8,6 +8,7 @@ from snakesweep.job.pack_job import copy_packed_record
 rule train_pack:
     input:
         pack_decision,
+        retries=pack_retries,
     output:
         f"{ROOT}/{contract.PACK_PATH.format(name=PACK_WILDCARDS)}",
     log:
@@ -54,4 +55,4 @@ rule packed_record:
             packed_result_path(SWEEP.trial_dir(wildcards.trial_id), wildcards.budget)
         ),
     run:
-        copy_packed_record(params.packed, output.result, log[0])
+        copy_packed_record(params.packed, output.result, log[0], input[0])

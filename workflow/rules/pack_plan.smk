@@ -90,6 +90,17 @@ def pack_members(wildcards):
     ]
 
 
+def pack_retries(wildcards):
+    """Its members' retry requests: a retried member makes its pack run again (the members
+    whose records are kept are not trained again)."""
+    budget = SWEEP.brackets[int(wildcards.bracket)].budgets[int(wildcards.rung)]
+    return [
+        path
+        for tid in the_pack(wildcards).members
+        for path in retry_requests(tid, budget)
+    ]
+
+
 def pack_size_slots(wildcards):
     """How many of this pack's members train at once (a partial last pack may need fewer)."""
     return pack_slots(len(the_pack(wildcards).members), config["pack_parallel"])

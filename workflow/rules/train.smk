@@ -2,6 +2,8 @@
 
 
 rule train_trial:
+    input:
+        retries=trial_retries,
     output:
         result=f"{ROOT}/{contract.RESULT_PATH}",
     log:

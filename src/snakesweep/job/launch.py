@@ -209,16 +209,18 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
     continued = sum(1 for e in events if e.get("event") == "end" and e.get("outcome") == "continue")
     segment = 1 + sum(1 for e in events if e.get("event") == "start")
     done = finished_end(events, job.budget)
-    # A trial that failed for a real error is run again when asked (its record deleted,
-    # --forcerun): the user may have fixed the cause. Anything else finished is not retrained.
-    if done is not None and _classify(done.get("exit_code"), continued, job)[0] not in (
-        "continue",
-        "failed",
-    ):
+    # Snakemake deletes a job's log before it runs the job (--forcerun, a retry): put the
+    # earlier segments' output back before anything reads it.
+    _restore_log(job)
+    # A trial that failed for a real error is run again when its job runs again (a retry, its
+    # record deleted, --forcerun): the user may have fixed the cause. Anything else finished is
+    # not retrained.
+    finished = _classify(done.get("exit_code"), continued, job) if done is not None else None
+    if finished is not None and finished[0] not in ("continue", "failed"):
         # Finished by an earlier job whose success Snakemake never saw (its controller was
-        # killed): rewrite the record from the trial folder; training never runs twice.
-        _restore_log(job)
-        outcome, error = _classify(done.get("exit_code"), continued, job)
+        # killed), or rerun by --forcerun: rewrite the record from the trial folder; training
+        # never runs twice.
+        outcome, error = finished
         write_result(job.result_path, build_record(job, outcome, error, events))
         print(
             f"snakesweep: trial {job.trial_id} already finished at {job.budget} epochs "
@@ -234,7 +236,6 @@ def _run_segment_locked(job: TrialJob, env: dict[str, str], signals: list[int]) 
 
     child_env = _child_env(job, env, started)
     argv = command_line(job)
-    _restore_log(job)
     # One open file for the whole segment: if the path is deleted meanwhile (a duplicate job's
     # Snakemake removes the log before it waits for our lock) the text is still read back.
     with open(job.log_path, "a+", encoding="utf-8", errors="surrogateescape") as log:
@@ -436,7 +437,13 @@ def _signal_name(returncode: int) -> str:
 
 
 def _log_tail(path: Path) -> str:
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if not ln.startswith("===")]
+    """The last lines of a trial's log, for its record's error; a missing log is said as such
+    (never an error: the record must still be written)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"no log tail ({path} is missing)"
+    lines = [ln for ln in text.splitlines() if not ln.startswith("===")]
     tail = lines[-LOG_TAIL_LINES:]
     # The last line of a traceback names the exception; keep it first for the leaderboard.
     return (tail[-1].strip() if tail else "no output") + (

@@ -137,12 +137,20 @@ def finish_pack(state_path: Path) -> None:
 
 
 def copy_packed_record(
-    packed: str | os.PathLike, record: str | os.PathLike, log: str | os.PathLike
+    packed: str | os.PathLike,
+    record: str | os.PathLike,
+    log: str | os.PathLike,
+    pack: str | os.PathLike = "(its pack's marker)",
 ) -> None:
     """Copy a member's own record to the one every rule reads (the packed_record rule)."""
     data = read_json(Path(packed))
     if data is None:
-        raise FileNotFoundError(f"{packed}: missing or unreadable after its pack's job ended")
+        raise FileNotFoundError(
+            f"{packed}: missing or unreadable after its pack's job ended. If its trial folder "
+            f"was deleted to start the trial over, delete its pack's marker {pack} as well: "
+            "the pack then trains that member afresh and keeps the others' records "
+            "(docs/retry.md)"
+        )
     write_json(Path(record), data)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     Path(log).write_text(f"{data.get('trial_id')}: {data.get('status')} (from {packed})\n")

@@ -103,6 +103,10 @@ def sweep_has_result(
     return best_trial(records, mode, budget=budget) is not None
 
 
+#: Said under the failed trials at the end of a run (docs/retry.md).
+RETRY_HINT = "once the cause is fixed, retry the failed trials: snakemake --config retry=failed"
+
+
 def summary(
     root: str | os.PathLike,
     trial_ids: Iterable[str],
@@ -130,9 +134,11 @@ def summary(
         + ")",
         format_table(rows, metric, top=top),
     ]
-    for row in rows:
-        if row["status"] == "failed":
-            lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
+    failed = [row for row in rows if row["status"] == "failed"]
+    for row in failed:
+        lines.append(f"FAILED {row['trial_id']}: {row['error']} (log: {row['log']})")
+    if failed:
+        lines.append(RETRY_HINT)
     lines.append(
         f"leaderboard: {root / contract.LEADERBOARD_FILE}   best config: {root / contract.BEST_FILE}"
     )

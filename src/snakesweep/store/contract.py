@@ -74,6 +74,11 @@ BRACKET_SUMMARY_PATH = RUNGS_DIR + "/bracket{bracket}-records.json"
 ASHA_DIR = RUNGS_DIR + "/asha"
 #: The training log of a trial at a budget below the sweep root (all its segments).
 TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
+#: Retries (``--config retry=failed``, docs/retry.md): below the sweep root, one request per
+#: retried record, named by the trial, the budget and the segments the failed record counted;
+#: it holds the record it replaced, so that no failure is forgotten.
+RETRY_DIR = "retries"
+RETRY_REQUEST_PATH = RETRY_DIR + "/{trial_id}-{budget}ep-s{segments}.json"
 #: Packed trials (``pack`` > 1): the record a pack's member writes in its trial folder; the
 #: workflow copies it to ``RESULT_FILE`` once the pack's job ended (docs/packing.md).
 PACKED_RESULT_FILE = "packed-result-{budget}.json"
