@@ -29,6 +29,7 @@ include: "workflow/rules/common.smk"
 # several trials (docs/packing.md); else one job per trial.
 if config.get("pbt") is not None:
 
+    include: "workflow/rules/pbt_common.smk"
     include: "workflow/rules/pbt.smk"
 
 elif config["pack"] > 1:

@@ -59,6 +59,7 @@ class Member:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
         self.order = torch.Generator().manual_seed(init_seed)
         self.metric = float("nan")
+        self.schedule = [lr]  # the rate of each generation (PBT)
 
     def train(self, epochs: int) -> float:
         x_train, y_train, x_val, y_val = DATA
@@ -108,6 +109,7 @@ def pbt(seed: int, population: int, epochs: int, interval: int) -> tuple[float, 
             break
         records = [m.record() for m in members.values()]
         decision = generation_decision(records, generation, plan, SPACE, "val_loss", "min")
+        schedules = {tid: list(m.schedule) for tid, m in members.items()}
         for entry in decision["members"]:
             member = members[entry["member"]]
             if entry["parent"] != entry["member"]:
@@ -115,6 +117,7 @@ def pbt(seed: int, population: int, epochs: int, interval: int) -> tuple[float, 
                 member.model.load_state_dict(copy.deepcopy(parent.model.state_dict()))
                 member.optimizer.load_state_dict(copy.deepcopy(parent.optimizer.state_dict()))
                 member.order.set_state(parent.order.get_state())
+            member.schedule = [*schedules[entry["parent"]], entry["params"]["lr"]]
             member.lr = entry["params"]["lr"]
             for group in member.optimizer.param_groups:  # what session.apply_hparams does
                 group["lr"] = member.lr
@@ -131,8 +134,8 @@ def asha(seed: int, total: int, epochs: int) -> tuple[float, int, int]:
         member = Member(f"{index:03d}", lrs[index], index)
         index += 1
         for rung in rungs:
-            if used >= total:
-                break
+            if used + rung - member.epochs > total:
+                break  # the budget cannot take this rung: ASHA ends here
             used += rung - member.epochs
             score = member.train(rung - member.epochs)
             score = score if score == score else None
@@ -151,13 +154,17 @@ def _best(values: list[float]) -> float:
 
 
 def main() -> None:
-    seeds, population, epochs, interval = (int(a) for a in (sys.argv[1:] + ["3", "8", "16", "2"][len(sys.argv) - 1 :])[:4])
+    seeds, population, epochs, interval = (
+        int(a) for a in (sys.argv[1:] + ["3", "8", "16", "2"][len(sys.argv) - 1 :])[:4]
+    )
     torch.set_num_threads(1)
     print(
         f"digits MLP, SGD without a schedule, lr ~ loguniform(0.001, 1); population {population}, "
         f"{epochs} epochs, PBT interval {interval}; metric: best final val_loss (lower is better)"
     )
-    print(f"{'seed':>4}  {'random':>8}  {'asha':>8}  {'pbt':>8}  epochs r/a/p     asha trials  pbt winner's lr schedule")
+    print(
+        f"{'seed':>4}  {'random':>8}  {'asha':>8}  {'pbt':>8}  epochs r/a/p     asha trials  pbt winner's lr per generation"
+    )
     rows = []
     for seed in range(seeds):
         started = time.perf_counter()
@@ -167,7 +174,7 @@ def main() -> None:
         rows.append((r, a, p))
         print(
             f"{seed:>4}  {r:8.4f}  {a:8.4f}  {p:8.4f}  {r_epochs}/{a_epochs}/{p_epochs}"
-            f"{'':>6}{a_trials:>5}        {winner.lr:.4g} at the end"
+            f"{'':>6}{a_trials:>5}        {' '.join(f'{lr:.3g}' for lr in winner.schedule)}"
             f"  ({time.perf_counter() - started:.0f} s)"
         )
     for name, column in zip(("random", "asha", "pbt"), zip(*rows, strict=True), strict=True):

@@ -62,14 +62,28 @@ def record(tid, final, status="completed", lr=0.01):
         ({"pack": 4}, "pack: 4 cannot be combined with pbt"),
         ({"epochs": 5}, "pbt.interval: epochs (5) must be a multiple of interval (2)"),
         ({"epochs": 2}, "makes one generation"),
-        ({"pbt": {"interval": 2, "mutate": ["lr"], "quantile": 0.6}}, "pbt.quantile: must be <= 0.5"),
-        ({"pbt": {"interval": 2, "mutate": ["lr"], "resample_probability": 2}}, "pbt.resample_probability: must be <= 1"),
-        ({"pbt": {"interval": 2, "mutate": ["momentum"]}}, "pbt.mutate: 'momentum' is not a parameter"),
+        (
+            {"pbt": {"interval": 2, "mutate": ["lr"], "quantile": 0.6}},
+            "pbt.quantile: must be <= 0.5",
+        ),
+        (
+            {"pbt": {"interval": 2, "mutate": ["lr"], "resample_probability": 2}},
+            "pbt.resample_probability: must be <= 1",
+        ),
+        (
+            {"pbt": {"interval": 2, "mutate": ["momentum"]}},
+            "pbt.mutate: 'momentum' is not a parameter",
+        ),
         ({"pbt": {"interval": 2}}, "pbt: missing required key 'mutate'"),
         ({"pbt": {"interval": 2, "mutate": ["lr"], "tempo": 1}}, "pbt: unknown key(s) ['tempo']"),
         ({"n_trials": 1}, "n_trials: PBT needs a population of at least 2 members"),
         (
-            {"parameters": {"lr": {"kind": "fixed", "value": 0.1}, "w": {"kind": "choice", "values": [1, 2]}}},
+            {
+                "parameters": {
+                    "lr": {"kind": "fixed", "value": 0.1},
+                    "w": {"kind": "choice", "values": [1, 2]},
+                }
+            },
             "pbt.mutate: 'lr' is of kind 'fixed', which never changes",
         ),
         (
@@ -109,7 +123,9 @@ def test_perturbation_multiplies_moves_to_neighbours_and_stays_in_range():
 
 
 def test_explore_changes_only_the_mutated_parameters():
-    new, changes = explore({"lr": 0.01, "width": 9}, [LR, WIDTH], ["lr"], np.random.default_rng(1), 0)
+    new, changes = explore(
+        {"lr": 0.01, "width": 9}, [LR, WIDTH], ["lr"], np.random.default_rng(1), 0
+    )
     assert new["width"] == 9 and new["lr"] != 0.01 and changes[0].startswith("lr 0.01 -> ")
 
 
@@ -127,7 +143,10 @@ def test_ranking_puts_failed_and_diverged_members_last():
 
 
 def test_the_bottom_quantile_and_every_failed_member_continue_from_a_top_member():
-    records = [record(t, v) for t, v in zip("abcdefgh", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])]
+    records = [
+        record(t, v)
+        for t, v in zip("abcdefgh", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], strict=True)
+    ]
     records[2] = record("c", None, "failed")
     decision = generation_decision(records, 1, PLAN, [LR], "acc", "max")
     parents = {m["member"]: m["parent"] for m in decision["members"]}
@@ -140,11 +159,19 @@ def test_the_bottom_quantile_and_every_failed_member_continue_from_a_top_member(
 
 
 def test_every_failed_member_is_replaced_even_beyond_the_quantile():
-    records = [record("a", 0.3), record("b", 0.2), record("c", None, "failed"), record("d", None, "failed")]
+    records = [
+        record("a", 0.3),
+        record("b", 0.2),
+        record("c", None, "failed"),
+        record("d", None, "failed"),
+    ]
     decision = generation_decision(records, 0, PLAN, [LR], "acc", "max")
     # k = 1: the one parent is the best member, a; both failed members copy it.
     assert {m["member"]: m["parent"] for m in decision["members"]} == {
-        "a": "a", "b": "b", "c": "a", "d": "a"
+        "a": "a",
+        "b": "b",
+        "c": "a",
+        "d": "a",
     }
 
 
@@ -257,3 +284,29 @@ def test_the_pbt_defaults_are_the_schemas():
     schema = yaml.safe_load(SCHEMA.read_text())["properties"]["pbt"]["properties"]
     assert schema["quantile"]["default"] == pbt.DEFAULT_QUANTILE
     assert schema["resample_probability"]["default"] == pbt.DEFAULT_RESAMPLE_PROBABILITY
+
+
+def test_the_population_figure_marks_each_clone_event(tmp_path):
+    import pandas as pd
+
+    from snakesweep.report.plots import plot_population
+    from snakesweep.report.tables import SweepTables
+
+    metrics = pd.DataFrame(
+        [
+            {"trial_id": t, "epoch": e, "acc": v}
+            for t, e, v in [("a", 1, 0.5), ("a", 2, 0.6), ("b", 1, 0.2), ("b", 2, 0.55)]
+        ]
+    )
+    lineage = pd.DataFrame(
+        [
+            {"trial_id": "a", "generation": 0, "parent": "a", "cloned": False, "params_lr": 0.1},
+            {"trial_id": "a", "generation": 1, "parent": "a", "cloned": False, "params_lr": 0.1},
+            {"trial_id": "b", "generation": 0, "parent": "b", "cloned": False, "params_lr": 0.5},
+            {"trial_id": "b", "generation": 1, "parent": "a", "cloned": True, "params_lr": 0.08},
+        ]
+    )
+    tables = SweepTables("r", "acc", "max", pd.DataFrame(), metrics, lineage=lineage)
+    drawn = plot_population(tables, tmp_path / "p.svg", "acc", "max", ["lr"], interval=1)
+    assert drawn == {"members": ["a", "b"], "clones": [("b", 1, "a")]}
+    assert "lr per generation" in (tmp_path / "p.svg").read_text()

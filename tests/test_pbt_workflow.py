@@ -112,11 +112,16 @@ def test_a_sigtermed_member_and_a_sigkilled_controller_change_nothing(population
     _, config, reference = population
     config = {**config, "results_dir": str(tmp_path / "results")}
     workdir = tmp_path / "run"
-    env = {**os.environ, **ENV, "PBT_TEST_SIGTERM_ONCE": str(tmp_path / "sigterm-sent")}
+    hook = {"PBT_TEST_SIGTERM_ONCE": str(tmp_path / "sigterm-sent")}
+    env = {**os.environ, **ENV, **hook}
     cmd = workflow_command(workdir, config, "--cores", "2", "--retries", "20")
     controller = subprocess.Popen(
-        cmd, cwd=workdir, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cmd,
+        cwd=workdir,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     root = tmp_path / "results" / "pbt"
     decision = root / "generations" / "gen-0.json"
@@ -128,7 +133,7 @@ def test_a_sigtermed_member_and_a_sigkilled_controller_change_nothing(population
     controller.wait()
     assert decision.exists()
     run_workflow(workdir, config, "--unlock", env=ENV)
-    run_workflow(workdir, config, "--rerun-incomplete", env=ENV)
+    run_workflow(workdir, config, "--rerun-incomplete", env={**ENV, **hook})
     # A member was stopped in the middle of epoch 2 by SIGTERM (before or after the kill).
     assert (tmp_path / "sigterm-sent").exists()
 
@@ -151,12 +156,11 @@ def test_best_yaml_and_a_clones_schedule_replay_bit_for_bit(population):
     # A member that was cloned replays too: its model began as its parent.
     gen0 = read_json(root / "generations" / "gen-0.json")
     clone = next(m["member"] for m in gen0["members"] if m["parent"] != m["member"])
-    clone_config = pbt_replay_config(
-        {**best, "sweep": "pbt-clone"}, root, clone, config["pbt"]
+    clone_config = pbt_replay_config({**best, "sweep": "pbt-clone"}, root, clone, config["pbt"])
+    assert (
+        clone_config["parameters"]["lr"]["value"]
+        == build_sweep(config).trials[gen0["ranking"][0]]["lr"]
     )
-    assert clone_config["parameters"]["lr"]["value"] == build_sweep(config).trials[
-        gen0["ranking"][0]
-    ]["lr"]
     for replay, original in ((best, best_id), (clone_config, clone)):
         run_workflow(base / f"replay-{replay['sweep']}", replay, env=ENV)
         (replayed,) = build_sweep(replay).trials

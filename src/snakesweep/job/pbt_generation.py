@@ -65,9 +65,7 @@ def run_generation(
     for entry in decision["members"]:
         member = entry["member"]
         if entry["parent"] != member:
-            clone_checkpoint(
-                sweep.trial_dir(entry["parent"]), sweep.trial_dir(member), epoch, keep
-            )
+            clone_checkpoint(sweep.trial_dir(entry["parent"]), sweep.trial_dir(member), epoch, keep)
     for entry in decision["members"]:
         member = entry["member"]
         folder = sweep.trial_dir(member)

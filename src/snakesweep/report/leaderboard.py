@@ -98,9 +98,7 @@ def pbt_replay_config(
     generations = int(config["epochs"]) // int(block["interval"])
     trials = Path(root) / contract.TRIALS_DIR
     lineages = {d.name: read_lineage(d) for d in trials.iterdir() if d.is_dir()}
-    start, schedule = replay_schedule(
-        ancestry(lineages, best, generations), list(block["mutate"])
-    )
+    start, schedule = replay_schedule(ancestry(lineages, best, generations), list(block["mutate"]))
     start.pop("epochs", None)
     replay = dict(config)
     replay["parameters"] = {

@@ -93,7 +93,9 @@ def parse_pbt(
         )
     interval = block.get("interval")
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise ConfigError(f"pbt.interval: must be an integer >= 1 (epochs per generation), got {interval!r}")
+        raise ConfigError(
+            f"pbt.interval: must be an integer >= 1 (epochs per generation), got {interval!r}"
+        )
     if epochs % interval:
         raise ConfigError(
             f"pbt.interval: epochs ({epochs}) must be a multiple of interval ({interval}) so that "
@@ -108,13 +110,21 @@ def parse_pbt(
             "ever exploited; use an interval of at most half of epochs"
         )
     quantile = block.get("quantile", DEFAULT_QUANTILE)
-    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 0.5:
+    if (
+        isinstance(quantile, bool)
+        or not isinstance(quantile, (int, float))
+        or not 0 < quantile <= 0.5
+    ):
         raise ConfigError(
             f"pbt.quantile: must be a number > 0 and <= 0.5 (the share of members replaced; the "
             f"same share are the parents), got {quantile!r}"
         )
     resample = block.get("resample_probability", DEFAULT_RESAMPLE_PROBABILITY)
-    if isinstance(resample, bool) or not isinstance(resample, (int, float)) or not 0 <= resample <= 1:
+    if (
+        isinstance(resample, bool)
+        or not isinstance(resample, (int, float))
+        or not 0 <= resample <= 1
+    ):
         raise ConfigError(f"pbt.resample_probability: must be a number in [0, 1], got {resample!r}")
     mutate = block.get("mutate")
     by_name = {p.name: p for p in parameters}
@@ -161,9 +171,7 @@ def _parse_schedule(schedule: Any, generations: int, mutate: Sequence[str]) -> t
     return tuple(dict(entry) for entry in schedule)
 
 
-def member_ids(
-    members: Sequence[Mapping[str, Any]], plan: PbtPlan
-) -> list[str]:
+def member_ids(members: Sequence[Mapping[str, Any]], plan: PbtPlan) -> list[str]:
     """Member ids: a hash of a member's start values, its population and the PBT settings.
 
     Every member's history depends on the whole population (who it is ranked against, who it
@@ -198,10 +206,10 @@ def perturb(
 ) -> tuple[Any, str]:
     """A new value of one parameter and how it was made; always inside the parameter's range."""
     if rng.random() < resample_probability:
-        new = sample([param], int(rng.integers(2**31)), 0)[param.name] if param.kind not in (
-            "choice",
-            "grid",
-        ) else param.values[int(rng.integers(len(param.values)))]
+        if param.kind in ("choice", "grid"):
+            new = param.values[int(rng.integers(len(param.values)))]
+        else:  # the sampler's own draw (rounding, log scale), from a seed of this generator
+            new = sample([param], int(rng.integers(2**31)), 0)[param.name]
         return new, "resampled"
     if param.kind in ("choice", "grid"):
         index = _index_of(param.values, value)
@@ -366,9 +374,7 @@ def replay_schedule(
     return start, schedule
 
 
-def scheduled_params(
-    start: Mapping[str, Any], plan: PbtPlan, generation: int
-) -> dict[str, Any]:
+def scheduled_params(start: Mapping[str, Any], plan: PbtPlan, generation: int) -> dict[str, Any]:
     """Replay: a trial's parameters in ``generation`` (its start values, then the schedule's)."""
     if generation == 0 or plan.schedule is None:
         return dict(start)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakesweep.search.pbt import PbtPlan, parse_pbt, member_ids
+from snakesweep.search.pbt import PbtPlan, member_ids, parse_pbt
 from snakesweep.search.pruning import hyperband_brackets, rung_budgets
 from snakesweep.search.sampling import expand
 from snakesweep.search.space import ConfigError, Parameter, parse_parameters
@@ -152,10 +152,18 @@ def _population(
     """PBT: the trials are the population's members, named by :func:`member_ids`."""
     block = config["pbt"]
     if not isinstance(block, Mapping):
-        raise ConfigError(f"pbt: must be a mapping with at least 'interval' and 'mutate', got {block!r}")
+        raise ConfigError(
+            f"pbt: must be a mapping with at least 'interval' and 'mutate', got {block!r}"
+        )
     plan = parse_pbt(
         block, params, epochs=epochs, seed=seed, pruning=method, pack=int(config.get("pack", 1))
     )
+    strategy = config.get("strategy", "random")
+    if strategy not in ("random", "grid"):
+        raise ConfigError(
+            f"strategy: {strategy!r} cannot be combined with pbt; PBT samples its members once, "
+            "with strategy 'random' or 'grid'"
+        )
     members = list(trials.values())
     if plan.schedule is None and len(members) < 2:
         raise ConfigError(
