@@ -1,6 +1,8 @@
 # Population based training's shared state and input functions (docs/pbt.md); the rules
 # that use them are in pbt.smk. Included only when the config has a `pbt` block.
 
+from snakesweep.search.pbt import scheduled_params
+
 PBT = SWEEP.pbt
 
 
@@ -26,8 +28,6 @@ def member_segment_inputs(wildcards):
 
 def member_params(wildcards):
     """The member's parameters in this generation: sampled ones at first, then the decision's."""
-    from snakesweep.search.pbt import scheduled_params
-
     generation = member_generation(wildcards)
     start = SWEEP.trials[wildcards.trial_id]
     if generation == 0 or PBT.schedule is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from snakesweep.search.sampling import _round, sample
+from snakesweep.search.sampling import SIGNIFICANT_DIGITS, sample
 from snakesweep.search.space import ConfigError, Parameter
 from snakesweep.search.trial_id import trial_id
 
@@ -225,7 +225,7 @@ def perturb(
             new = int(value) - step
         return int(min(max(new, param.low), param.high)), "neighbour"
     factor = PERTURB_FACTORS[int(rng.integers(len(PERTURB_FACTORS)))]
-    new = min(max(_round(float(value) * factor), param.low), param.high)
+    new = min(max(float(f"{float(value) * factor:.{SIGNIFICANT_DIGITS}g}"), param.low), param.high)
     return new, f"x{factor:g}"
 
 
