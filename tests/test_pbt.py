@@ -310,3 +310,36 @@ def test_the_population_figure_marks_each_clone_event(tmp_path):
     drawn = plot_population(tables, tmp_path / "p.svg", "acc", "max", ["lr"], interval=1)
     assert drawn == {"members": ["a", "b"], "clones": [("b", 1, "a")]}
     assert "lr per generation" in (tmp_path / "p.svg").read_text()
+
+
+def test_the_generation_rule_run_again_after_a_kill_leaves_the_same_state(tmp_path):
+    """A controller killed inside the rule (copies made, decision not written) reruns it."""
+    from snakesweep.job.pbt_generation import run_generation
+    from snakesweep.store.trial_folder import read_lineage
+
+    sweep = build_sweep(config(n_trials=2, results_dir=str(tmp_path / "results")))
+    (good, bad) = sweep.trials
+    records = []
+    for tid, final in ((good, 0.9), (bad, 0.1)):
+        train(sweep.trial_dir(tid), sweep.trials[tid]["lr"], 2)
+        records.append(
+            {"trial_id": tid, "status": "completed", "final": final, "params": sweep.trials[tid]}
+        )
+    path = tmp_path / "gen-0.json"
+    first = run_generation(sweep, records, 0, path, keep=2)
+    text = path.read_text()
+    copied = final_state_of(sweep.trial_dir(bad))
+    path.unlink()  # the rule's output is deleted as Snakemake does with an incomplete one
+    again = run_generation(sweep, records, 0, path, keep=2)
+    assert again == first and path.read_text() == text
+    assert [m["parent"] for m in first["members"] if m["member"] == bad] == [good]
+    for name, tensor in final_state_of(sweep.trial_dir(bad)).items():
+        assert torch.equal(tensor, copied[name])
+        assert torch.equal(tensor, final_state_of(sweep.trial_dir(good))[name])
+    assert [e["parent"] for e in read_lineage(sweep.trial_dir(bad))] == [bad, good]
+    assert [e["parent"] for e in read_lineage(sweep.trial_dir(good))] == [good, good]
+
+
+def final_state_of(trial_dir: Path) -> dict:
+    state, _ = load_latest(trial_dir / "checkpoints")
+    return state["objects"]["model"]
