@@ -343,3 +343,10 @@ def test_the_generation_rule_run_again_after_a_kill_leaves_the_same_state(tmp_pa
 def final_state_of(trial_dir: Path) -> dict:
     state, _ = load_latest(trial_dir / "checkpoints")
     return state["objects"]["model"]
+
+
+def test_a_dry_run_says_how_the_generations_are_planned():
+    from snakesweep.search.sweep import plan_note
+
+    note = plan_note(build_sweep(config()), config())
+    assert "pbt trains 4 members in 2 generations of 2 epoch(s)" in note

@@ -179,11 +179,18 @@ def _population(
 
 
 def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
-    """What the sweep plans when it is not simply ``n_trials`` (Hyperband), and why.
+    """What the sweep plans when it is not simply ``n_trials`` (Hyperband, PBT), and why.
 
     Hyperband's brackets fix the number of trials from ``epochs``, ``pruning.min_t`` and
     ``pruning.eta``; ``n_trials`` does not enter, so the plan is said out loud at dry-run.
     """
+    if sweep.pbt is not None and sweep.pbt.schedule is None:
+        return (
+            f"snakesweep: pbt trains {len(sweep.trials)} members in {sweep.pbt.generations} "
+            f"generations of {sweep.pbt.interval} epoch(s); `snakemake -n` lists generation 0, "
+            "each later one is planned from the decision before it (results/"
+            f"{sweep.name}/generations/)"
+        )
     if sweep.pruning != "hyperband":
         return None
     pruning = config.get("pruning", {})
