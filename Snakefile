@@ -33,8 +33,14 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 
 
-# pack > 1: one job trains several trials (docs/packing.md); else one job per trial.
-if config["pack"] > 1:
+# pbt: members train generation by generation (docs/pbt.md); pack > 1: one job trains
+# several trials (docs/packing.md); else one job per trial.
+if config.get("pbt") is not None:
+
+    include: "workflow/rules/pbt_common.smk"
+    include: "workflow/rules/pbt.smk"
+
+elif config["pack"] > 1:
 
     include: "workflow/rules/pack_plan.smk"
     include: "workflow/rules/pack.smk"
@@ -59,6 +65,7 @@ rule all:
         rules.leaderboard.output,
         rules.plots.output,
         final_results,
+        population=f"{ROOT}/plots/population.svg" if SWEEP.pbt else [],
 
 
 onstart:

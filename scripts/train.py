@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
 
     session.register(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
     session.resume()
+    # This segment's values over what the checkpoint restored: under PBT (docs/pbt.md) a
+    # generation may start from another member's checkpoint, or with a perturbed lr.
+    session.apply_hparams(optimizer, scheduler, lr=args.lr, weight_decay=args.weight_decay)
 
     for _epoch in session.epochs(args.epochs):
         model.train()

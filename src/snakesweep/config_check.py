@@ -97,6 +97,8 @@ def describe(error: jsonschema.ValidationError) -> str:
         return f"{key}: {value!r} is not of type {error.validator_value}"
     if kind in ("minimum", "exclusiveMinimum"):
         return f"{key}: must be >= {error.validator_value}, got {value!r}"
+    if kind in ("maximum", "exclusiveMaximum"):
+        return f"{key}: must be <= {error.validator_value}, got {value!r}"
     if kind == "minItems":
         return f"{key}: must have at least {error.validator_value} item(s), got {value!r}"
     if kind == "minProperties":

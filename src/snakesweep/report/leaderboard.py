@@ -22,8 +22,10 @@ from snakesweep.report.results import (
     write_csv,
 )
 from snakesweep.report.tables import load, trial_records
+from snakesweep.search.pbt import ancestry, replay_schedule
 from snakesweep.store import contract
 from snakesweep.store.atomic import write_bytes
+from snakesweep.store.trial_folder import read_lineage
 
 
 def finished_trials(
@@ -76,10 +78,38 @@ def write_leaderboard(
             f"#   snakemake --profile profiles/local --configfile {best_path}\n"
         )
         config = best_config(best, sweep, metric, mode, sweep_config)
+        if (sweep_config or {}).get("pbt") and "schedule" not in sweep_config["pbt"]:
+            config = pbt_replay_config(config, root, best["trial_id"], sweep_config["pbt"])
         body = yaml.safe_dump(config, sort_keys=False)
         text = header + f"# trial_id: {best['trial_id']}\n" + body
         print(f"best: {best['trial_id']} {metric}={best['final']!r}")
     write_bytes(best_path, text.encode())
+
+
+def pbt_replay_config(
+    config: Mapping[str, Any], root: str | os.PathLike, best: str, block: Mapping[str, Any]
+) -> dict[str, Any]:
+    """best.yaml of a PBT sweep: the winner's whole schedule, retrained from scratch.
+
+    The winning model went through other members' folders (each clone continues its parent's
+    model); its start values are those of the member it began as, and ``pbt.schedule`` holds
+    the mutated values of every later generation (docs/pbt.md#replaying-the-winner).
+    """
+    generations = int(config["epochs"]) // int(block["interval"])
+    trials = Path(root) / contract.TRIALS_DIR
+    lineages = {d.name: read_lineage(d) for d in trials.iterdir() if d.is_dir()}
+    start, schedule = replay_schedule(ancestry(lineages, best, generations), list(block["mutate"]))
+    start.pop("epochs", None)
+    replay = dict(config)
+    replay["parameters"] = {
+        name: {"kind": "fixed", "value": value} for name, value in sorted(start.items())
+    }
+    replay["pbt"] = {
+        "interval": int(block["interval"]),
+        "mutate": sorted(block["mutate"]),
+        "schedule": schedule,
+    }
+    return replay
 
 
 def no_result_message(sweep: str, metric: str) -> str:

@@ -312,6 +312,81 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
+def plot_population(
+    tables: SweepTables,
+    path: str | os.PathLike,
+    metric: str,
+    mode: str,
+    mutate: Sequence[str],
+    interval: int,
+    log_parameters: Sequence[str] = (),
+    title: str = "",
+) -> dict[str, Any]:
+    """A PBT population (docs/pbt.md): each member's metric per epoch, its clone events, and
+    the schedule of each mutated parameter.
+
+    A clone event is drawn as a dotted line from the parent's value at the generation's last
+    epoch to the member's next epoch, with a triangle where the member takes over. Returns
+    what was drawn: the members and their clone events as ``(member, generation, parent)``.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    history: dict[str, dict[int, float]] = {}
+    for row in tables.metrics.to_dict("records"):
+        value = row.get(metric)
+        history.setdefault(row["trial_id"], {})[int(row["epoch"])] = (
+            float(value) if is_finite(value) else math.nan
+        )
+    members = sorted(set(history) | set(tables.lineage["trial_id"]))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(members)}
+    lineage = sorted(
+        tables.lineage.to_dict("records"), key=lambda r: (r["trial_id"], r["generation"])
+    )
+    fig, axes = _figure(1 + len(mutate), 1, (7.5, 3.6 * (1 + len(mutate))))
+    ax = axes[0]
+    for member in members:
+        points = sorted(history.get(member, {}).items())
+        if points:
+            ax.plot(*zip(*points, strict=True), color=colors[member], linewidth=1.2, label=member)
+    clones = []
+    for row in lineage:
+        if not row["cloned"]:
+            continue
+        generation, member, parent = int(row["generation"]), row["trial_id"], row["parent"]
+        clones.append((member, generation, parent))
+        at = generation * interval
+        start = history.get(parent, {}).get(at)
+        after = history.get(member, {}).get(at + 1)
+        if start is not None and after is not None:
+            ax.plot([at, at + 1], [start, after], color=colors[member], linestyle=":")
+        if start is not None:
+            ax.plot(at, start, marker="^", color=colors[member], markersize=7, zorder=5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)")
+    ax.set_title(title or f"{metric} per epoch; ^ = continues from a copy of another member")
+    ax.grid(True, alpha=0.3)
+    if members:
+        ax.legend(fontsize="small", loc="best")
+    for ax, name in zip(axes[1:], mutate, strict=True):
+        column = "params_" + name
+        for member in members:
+            rows = [r for r in lineage if r["trial_id"] == member and column in r]
+            if not rows:
+                continue
+            xs = [int(r["generation"]) * interval for r in rows]
+            ys = [r[column] for r in rows]
+            ax.step(xs + [xs[-1] + interval], ys + [ys[-1]], where="post", color=colors[member])
+        if name in log_parameters:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per generation")
+        ax.grid(True, alpha=0.3)
+    _save(fig, path)
+    return {"members": members, "clones": clones}
+
+
 def _numeric_axis(ax: Any, xs: Sequence[float], scale: str) -> None:
     """Ticks a person can read: the values themselves when there are few, else 1-2-5 steps."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from snakesweep.report.status import FINISHED, SweepStatus, epochs_of, scan_sweep
-from snakesweep.store.trial_folder import slurm_job_ids, wall_time
+from snakesweep.store import contract
+from snakesweep.store.trial_folder import read_lineage, slurm_job_ids, wall_time
 
 #: The columns of ``trials`` before the ``params_<name>`` ones, in order.
 TRIAL_COLUMNS = (
@@ -45,6 +46,8 @@ TRIAL_COLUMNS = (
 #: Whole-number columns: pandas' nullable integers, so a missing value does not make them floats.
 INT_COLUMNS = ("best_epoch", "epochs", "budget", "segments", "restarts")
 PARAM_PREFIX = "params_"
+#: The columns of ``lineage`` before the ``params_<name>`` ones.
+LINEAGE_COLUMNS = ["trial_id", "generation", "parent", "cloned"]
 
 
 @dataclass
@@ -67,6 +70,10 @@ class SweepTables:
     planned: int | None = None
     stale: list[str] = field(default_factory=list)
     plan_source: str | None = None
+    #: Population based training (docs/pbt.md): one row per member and generation, with
+    #: ``generation``, ``parent`` (the trial whose checkpoint it continued; its own id when
+    #: kept), ``cloned`` and ``params_<name>``; empty for other sweeps.
+    lineage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LINEAGE_COLUMNS))
 
 
 def load(
@@ -123,6 +130,20 @@ def from_status(status: SweepStatus) -> SweepTables:
             if "epoch" in row:
                 metric_rows.append({"trial_id": trial.trial_id, **row})
     best, best_from = status.best
+    lineage_rows = []
+    for trial in status.trials:
+        folder = os.path.join(status.root, contract.TRIALS_DIR, trial.trial_id)
+        for entry in read_lineage(folder):
+            lineage_rows.append(
+                {
+                    "trial_id": trial.trial_id,
+                    "generation": entry["generation"],
+                    "parent": entry["parent"],
+                    "cloned": entry["parent"] != trial.trial_id,
+                    **{PARAM_PREFIX + k: v for k, v in sorted(entry["params"].items())},
+                }
+            )
+    lineage = pd.DataFrame(lineage_rows, columns=None if lineage_rows else LINEAGE_COLUMNS)
     return SweepTables(
         root=status.root,
         metric=status.metric,
@@ -135,6 +156,7 @@ def from_status(status: SweepStatus) -> SweepTables:
         planned=status.planned,
         stale=list(status.stale),
         plan_source=status.plan_source,
+        lineage=lineage,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakesweep.search.pbt import PbtPlan, member_ids, parse_pbt
 from snakesweep.search.pruning import hyperband_brackets, rung_budgets
 from snakesweep.search.sampling import expand
 from snakesweep.search.space import ConfigError, Parameter, parse_parameters
@@ -43,6 +44,8 @@ class Sweep:
     brackets: tuple[Bracket, ...] = ()
     #: Epoch budgets at which a trial is compared with its peers (all methods but none).
     rung_budgets: tuple[int, ...] = ()
+    #: Population based training (the ``pbt`` block), or None (docs/pbt.md).
+    pbt: PbtPlan | None = None
 
     @property
     def trial_ids(self) -> list[str]:
@@ -113,6 +116,9 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
             if tid not in ids:
                 ids.append(tid)
         brackets.append(Bracket(index, tuple(budgets), tuple(ids)))
+    pbt = None
+    if config.get("pbt") is not None:
+        pbt, trials, brackets = _population(config, params, epochs, seed, method, trials)
     rungs: tuple[int, ...] = ()
     if method in ("sha", "asha"):
         rungs = tuple(rung_budgets(min_t, epochs, eta))
@@ -131,15 +137,60 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
         eta=eta,
         brackets=tuple(brackets),
         rung_budgets=rungs,
+        pbt=pbt,
     )
 
 
+def _population(
+    config: Mapping[str, Any],
+    params: list[Parameter],
+    epochs: int,
+    seed: int,
+    method: str,
+    trials: dict[str, dict[str, Any]],
+) -> tuple[PbtPlan, dict[str, dict[str, Any]], list[Bracket]]:
+    """PBT: the trials are the population's members, named by :func:`member_ids`."""
+    block = config["pbt"]
+    if not isinstance(block, Mapping):
+        raise ConfigError(
+            f"pbt: must be a mapping with at least 'interval' and 'mutate', got {block!r}"
+        )
+    plan = parse_pbt(
+        block, params, epochs=epochs, seed=seed, pruning=method, pack=int(config.get("pack", 1))
+    )
+    strategy = config.get("strategy", "random")
+    if strategy not in ("random", "grid"):
+        raise ConfigError(
+            f"strategy: {strategy!r} cannot be combined with pbt; PBT samples its members once, "
+            "with strategy 'random' or 'grid'"
+        )
+    members = list(trials.values())
+    if plan.schedule is None and len(members) < 2:
+        raise ConfigError(
+            f"n_trials: PBT needs a population of at least 2 members, the config makes {len(members)}"
+        )
+    if plan.schedule is not None and len(members) != 1:
+        raise ConfigError(
+            f"pbt.schedule: replays one member's schedule; the config makes {len(members)} trials "
+            "(make every parameter fixed, as best.yaml does)"
+        )
+    renamed = dict(zip(member_ids(members, plan), members, strict=True))
+    return plan, renamed, [Bracket(0, (epochs,), tuple(renamed))]
+
+
 def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
-    """What the sweep plans when it is not simply ``n_trials`` (Hyperband), and why.
+    """What the sweep plans when it is not simply ``n_trials`` (Hyperband, PBT), and why.
 
     Hyperband's brackets fix the number of trials from ``epochs``, ``pruning.min_t`` and
     ``pruning.eta``; ``n_trials`` does not enter, so the plan is said out loud at dry-run.
     """
+    if sweep.pbt is not None and sweep.pbt.schedule is None:
+        return (
+            f"snakesweep: pbt trains {len(sweep.trials)} members in {sweep.pbt.generations} "
+            f"generations of {sweep.pbt.interval} epoch(s); `snakemake -n` lists generation 0, "
+            "each later one is planned from the decision before it (results/"
+            f"{sweep.name}/generations/)"
+        )
     if sweep.pruning != "hyperband":
         return None
     pruning = config.get("pruning", {})

@@ -253,6 +253,44 @@ class TrialSession:
         )
         return True
 
+    def apply_hparams(
+        self, optimizer: torch.optim.Optimizer, scheduler: Any = None, **values: float
+    ) -> None:
+        """Put this segment's hyper-parameters over what :meth:`resume` restored.
+
+        Call it right after ``resume()`` with the values the script received as arguments,
+        e.g. ``session.apply_hparams(optimizer, scheduler, lr=args.lr,
+        weight_decay=args.weight_decay)``. A restored optimizer keeps the values it was saved
+        with; under population based training (docs/pbt.md) a segment that starts from a copy
+        of another member's checkpoint, or with a perturbed value, must train with the new one.
+
+        Each name is a key of the optimizer's ``param_groups``. For ``lr`` with a scheduler
+        that has ``base_lrs`` (every torch scheduler), the value is the new base rate: the
+        scheduler's ``base_lrs`` (and each group's ``initial_lr``) become ``value`` and the
+        current rate is scaled by ``value / old base``, so that the schedule goes on where it
+        was with the new base. Unchanged values change nothing, bit for bit (the factor is
+        exactly 1.0), so the call is safe on a fresh start and after every resume.
+        """
+        for name, value in values.items():
+            value = float(value)
+            for index, group in enumerate(optimizer.param_groups):
+                if name not in group:
+                    raise KeyError(
+                        f"apply_hparams: the optimizer has no {name!r} in its param_groups "
+                        f"(it has {sorted(k for k in group if k != 'params')})"
+                    )
+                if name == "lr" and scheduler is not None and hasattr(scheduler, "base_lrs"):
+                    old_base = float(scheduler.base_lrs[index])
+                    group["lr"] = group["lr"] * (value / old_base) if old_base else value
+                    scheduler.base_lrs[index] = value
+                    if "initial_lr" in group:
+                        group["initial_lr"] = value
+                    last = getattr(scheduler, "_last_lr", None)
+                    if last is not None and index < len(last):
+                        last[index] = group["lr"]
+                else:
+                    group[name] = value
+
     def _load_latest(self) -> tuple[dict[str, Any], Path] | None:
         """The newest good checkpoint: rank 0 looks (setting damaged ones aside), the
         others read the one it chose."""

@@ -72,6 +72,11 @@ RUNG_DECISION_PATH = RUNGS_DIR + "/bracket{bracket}-rung{rung}.json"
 RUNG_DECISION_GLOB = RUNGS_DIR + "/bracket*-rung*.json"
 BRACKET_SUMMARY_PATH = RUNGS_DIR + "/bracket{bracket}-records.json"
 ASHA_DIR = RUNGS_DIR + "/asha"
+#: Population based training (docs/pbt.md): the decision after each generation below the
+#: sweep root, and each member's lineage (its parent and parameters per generation) in its folder.
+GENERATIONS_DIR = "generations"
+GENERATION_PATH = GENERATIONS_DIR + "/gen-{generation}.json"
+LINEAGE_FILE = "lineage.json"
 #: The training log of a trial at a budget below the sweep root (all its segments).
 TRAIN_LOG_PATH = "logs/train/{trial_id}-{budget}ep.log"
 #: Retries (``--config retry=failed``, docs/retry.md): below the sweep root, one request per

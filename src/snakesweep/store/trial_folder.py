@@ -53,6 +53,18 @@ def write_params(trial_dir: str | os.PathLike, trial_id: str, params: Mapping[st
     return path
 
 
+def write_lineage(trial_dir: str | os.PathLike, entries: Sequence[Mapping[str, Any]]) -> None:
+    """``lineage.json`` of a PBT member: per generation, the trial whose checkpoint it started
+    from (its own id when kept) and the parameters it trained with (docs/pbt.md)."""
+    write_json(Path(trial_dir) / contract.LINEAGE_FILE, {"generations": [dict(e) for e in entries]})
+
+
+def read_lineage(trial_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """A member's lineage entries (empty for a trial outside PBT)."""
+    data = read_json(Path(trial_dir) / contract.LINEAGE_FILE)
+    return list(data.get("generations", [])) if data else []
+
+
 def segment_start(
     segment: int,
     budget: int,

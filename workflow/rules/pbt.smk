@@ -1,0 +1,75 @@
+# Population based training (docs/pbt.md): every member trains `pbt.interval` epochs per
+# generation; a checkpoint rule between generations ranks them, copies the best members'
+# checkpoints over the worst and perturbs their parameters; the next generation's jobs are
+# made from its decision in results/<sweep>/generations/. Replaces train.smk when `pbt` is set.
+
+
+rule train_member:
+    input:
+        member_segment_inputs,
+    output:
+        result=f"{ROOT}/{contract.RESULT_PATH}",
+    log:
+        f"{ROOT}/{contract.TRAIN_LOG_PATH}",
+    conda:
+        "../../environment.yml"
+    threads: LAYOUT.threads
+    resources:
+        **training_resources(),
+    params:
+        hparams=member_params,
+        trial_dir=trial_dir,
+        script=config["script"],
+        metric=config["metric"],
+        mode=config["mode"],
+        checkpoint=config["checkpoint"],
+        extra_env={},
+    script:
+        "../scripts/run_trial.py"
+
+
+checkpoint pbt_generation:
+    input:
+        generation_records,
+    output:
+        f"{ROOT}/{contract.GENERATION_PATH}",
+    log:
+        f"{ROOT}/logs/generations/gen-{{generation}}.log",
+    # Deterministic file work between generations: a failure is a bug to report, not to retry.
+    retries: 0
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        keep=config["checkpoint"]["keep"],
+    script:
+        "../scripts/pbt_generation.py"
+
+
+rule pbt_population:
+    input:
+        f"{ROOT}/{contract.LEADERBOARD_FILE}",
+    output:
+        report(
+            f"{ROOT}/plots/population.svg",
+            caption="../report/population.rst",
+            category="Plots",
+            labels={"figure": "PBT population"},
+        ),
+    log:
+        f"{ROOT}/logs/population.log",
+    retries: 0
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
+        metric=SWEEP.metric,
+        mode=SWEEP.mode,
+        mutate=list(PBT.mutate),
+        interval=PBT.interval,
+        log_parameters=[p.name for p in SWEEP.parameters if p.log],
+        title=f"{SWEEP.name}: population of {len(SWEEP.trials)} members, "
+        f"{PBT.generations} generations of {PBT.interval} epochs",
+    script:
+        "../scripts/pbt_population.py"
