@@ -38,9 +38,9 @@ def sample(params: Sequence[Parameter], seed: int, index: int) -> dict[str, Any]
         if p.kind == "choice":
             drawn[p.name] = p.values[int(rng.integers(len(p.values)))]
         elif p.kind == "uniform":
-            drawn[p.name] = _round(float(rng.uniform(p.low, p.high)))
+            drawn[p.name] = round_significant(float(rng.uniform(p.low, p.high)))
         elif p.kind == "loguniform":
-            drawn[p.name] = _round(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+            drawn[p.name] = round_significant(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
         elif p.kind == "int":
             drawn[p.name] = _sample_int(rng, p)
     return drawn
@@ -75,7 +75,8 @@ def _sample_int(rng: np.random.Generator, p: Parameter) -> int:
     return min(high, max(low, int(math.floor(value))))
 
 
-def _round(value: float) -> float:
+def round_significant(value: float) -> float:
+    """``value`` kept to :data:`SIGNIFICANT_DIGITS` significant digits."""
     if value == 0:
         return 0.0
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
