@@ -37,6 +37,7 @@ else:
 
 
 include: "workflow/rules/prune.smk"
+include: "workflow/rules/rounds.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
@@ -52,7 +53,7 @@ onstart:
     # Snakemake knows `retries` only now, before the first job (not in a dry run).
     check_continuation_retries(workflow, config)
     # The trial set of this run, so that `snakesweep status` can tell stale trial folders.
-    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials)
+    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials, rounds=planned_rounds())
 
 
 onsuccess:

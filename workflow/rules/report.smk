@@ -37,14 +37,14 @@ rule plots:
     params:
         # The sweep folder the tables are read from (snakesweep.load): above plots/.
         root=lambda wildcards, output: os.path.dirname(os.path.dirname(output.curves)),
-        trial_ids=list(SWEEP.trials),
+        trial_ids=planned_trial_ids,
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,
         budget=SWEEP.epochs,
         parameters=[p.name for p in SWEEP.parameters if p.kind != "fixed"],
         log_parameters=[p.name for p in SWEEP.parameters if p.log],
-        curves_title=f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(SWEEP.trials)} trials)",
+        curves_title=lambda wildcards, input: f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(planned_trial_ids())} trials)",
         params_title=f"{SWEEP.name}: {SWEEP.metric} at each trial's last epoch",
     script:
         "../scripts/plots.py"

@@ -19,12 +19,22 @@ PLAN_FILE = "plan.json"
 
 
 def write_plan(
-    root: str | os.PathLike, metric: str, mode: str, trials: Mapping[str, Mapping[str, Any]]
+    root: str | os.PathLike,
+    metric: str,
+    mode: str,
+    trials: Mapping[str, Mapping[str, Any]],
+    rounds: int | None = None,
 ) -> None:
-    write_json(
-        Path(root) / PLAN_FILE,
-        {"metric": metric, "mode": mode, "trials": {t: dict(p) for t, p in trials.items()}},
-    )
+    """``rounds``: with a model-based strategy, how many rounds are planned; ``trials`` then
+    holds the rounds known when the run started, the others are in their round files."""
+    plan: dict[str, Any] = {
+        "metric": metric,
+        "mode": mode,
+        "trials": {t: dict(p) for t, p in trials.items()},
+    }
+    if rounds is not None:
+        plan["rounds"] = rounds
+    write_json(Path(root) / PLAN_FILE, plan)
 
 
 def read_plan(root: str | os.PathLike) -> dict[str, Any] | None:
