@@ -250,7 +250,8 @@ class RoundMaker:
             if len(trials) == size:
                 break
             trial = study.ask()
-            full = {**fixed, **ask_params(trial, self.space), "epochs": self.epochs}
+            # Sorted keys: the parameters as they read back from the round file (JSON, sorted).
+            full = dict(sorted({**fixed, **ask_params(trial, self.space), "epochs": self.epochs}.items()))
             tid = trial_id(full)
             if tid in taken:
                 study.tell(trial, state=TrialState.FAIL)

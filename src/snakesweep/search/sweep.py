@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,7 +166,9 @@ def plan_rounds(config: Mapping[str, Any], root: Path, n_trials: int) -> RoundPl
             )
     known = dict(written)
     if 0 not in known:
-        known[0] = maker.make(0, sizes[0], [])
+        # As it will read back from its file, so that a rule's params never differ between
+        # the run that wrote the file and the next (Snakemake compares them).
+        known[0] = json.loads(json.dumps(maker.make(0, sizes[0], []), sort_keys=True))
     return RoundPlan(maker=maker, sizes=sizes, known=known, written=frozenset(written))
 
 
