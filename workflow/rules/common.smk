@@ -7,7 +7,12 @@ from snakesweep.store import contract
 from snakesweep.cluster.layout import ProcessLayout
 from snakesweep.store.plan_file import write_plan
 from snakesweep.store.jsonl import read_json
-from snakesweep.store.round_file import ROUND_PATH, ROUNDS_DIR, read_round, read_rounds
+from snakesweep.store.round_file import (
+    ROUND_PATH,
+    ROUND_SUMMARY_PATH,
+    read_round,
+    read_rounds,
+)
 from snakesweep.snakemake_glue import sweep_plan
 from snakesweep.search.sweep import plan_note
 
@@ -98,20 +103,30 @@ def round_inputs(wildcards):
     }
 
 
-def round_files(wildcards):
-    """The round files of the rounds known at parse time (round 0 is made then, and its
-    file written by its rule); later rounds come from their checkpoints."""
-    if SWEEP.rounds is None:
-        return []
-    return [round_file(k) for k in sorted(SWEEP.rounds.known)]
-
-
 def trial_dir(wildcards):
     return str(SWEEP.trial_dir(wildcards.trial_id))
 
 
 def record_path(trial_id, budget):
     return f"{ROOT}/{contract.RESULT_PATH.format(trial_id=trial_id, budget=budget)}"
+
+
+def round_summaries(wildcards):
+    """One summary per planned round, named directly: what the aggregating rules wait for
+    with rounds. Records reached through a checkpoint only would not do: Snakemake skips the
+    input checks of a job that depends on an unresolved checkpoint, so a grown sweep whose
+    leaderboard existed ran nothing (measured with Snakemake 9.27.1); a missing summary
+    always makes its rule, and so the round's checkpoint, run."""
+    return [
+        f"{ROOT}/{ROUND_SUMMARY_PATH.format(round=k)}"
+        for k in range(len(SWEEP.rounds.sizes))
+    ]
+
+
+def round_records(wildcards):
+    """The records of one round's trials, in index order."""
+    k = int(wildcards.round)
+    return [record_path(tid, SWEEP.epochs) for tid in bracket_trial_ids(k)]
 
 
 def alive_trials(bracket, rung):
@@ -155,9 +170,11 @@ def bracket_summaries(wildcards):
 
 
 def final_results(wildcards):
-    """Every result record the sweep produces: each trial at each rung it reached (and the
-    files of the rounds known at parse time)."""
-    paths = round_files(wildcards)
+    """Every result record the sweep produces: each trial at each rung it reached; with
+    rounds, each round's summary (which waits for the round's records)."""
+    if SWEEP.rounds is not None:
+        return round_summaries(wildcards)
+    paths = []
     for bracket in SWEEP.brackets:
         for rung in range(len(bracket.budgets)):
             paths += rung_records(bracket.index, rung)

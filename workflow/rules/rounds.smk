@@ -4,6 +4,9 @@
 # Snakemake from deleting it before a rerun of the rule, and the script keeps a file that
 # exists, so it is written once.
 
+from snakesweep.report.results import read_records
+from snakesweep.store.round_file import write_round_summary
+
 
 # Round 0 learns from nothing: it is made at parse time (so that `snakemake -n` lists its
 # trials) and this plain rule writes its file. A checkpoint here would finish while round
@@ -46,3 +49,17 @@ checkpoint suggest_round:
         maker=SWEEP.rounds.maker if SWEEP.rounds else None,
     script:
         "../scripts/suggest_round.py"
+
+
+rule round_records:
+    input:
+        round_records,
+    output:
+        f"{ROOT}/{ROUND_SUMMARY_PATH}",
+    log:
+        f"{ROOT}/logs/rounds/round-{{round}}-records.log",
+    # A summary of files, in the controller's process (run:): nothing to retry.
+    retries: 0
+    localrule: True
+    run:
+        write_round_summary(output[0], int(wildcards.round), read_records(input))

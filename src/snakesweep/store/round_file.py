@@ -20,6 +20,8 @@ from snakesweep.store.jsonl import read_json
 #: Below the sweep root: the folder of round files and one round's file.
 ROUNDS_DIR = "rounds"
 ROUND_PATH = ROUNDS_DIR + "/round-{round}.json"
+#: Below the sweep root: a round's outcome, written once every trial of the round finished.
+ROUND_SUMMARY_PATH = ROUNDS_DIR + "/round-{round}-records.json"
 _ROUND_NAME = re.compile(r"^round-(\d+)\.json$")
 
 
@@ -53,6 +55,22 @@ def read_rounds(root: str | os.PathLike) -> dict[int, dict[str, Any]]:
             if data is not None:
                 rounds[int(match.group(1))] = data
     return dict(sorted(rounds.items()))
+
+
+def write_round_summary(
+    path: str | os.PathLike, k: int, records: list[dict[str, Any]]
+) -> None:
+    """The outcome of round ``k``: each trial's status and final metric, in index order."""
+    write_json(
+        path,
+        {
+            "round": k,
+            "trials": [
+                {"trial_id": r["trial_id"], "status": r.get("status"), "final": r.get("final")}
+                for r in records
+            ],
+        },
+    )
 
 
 def trial_rounds(rounds: dict[int, dict[str, Any]]) -> dict[str, tuple[int, int]]:
