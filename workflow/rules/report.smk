@@ -26,6 +26,12 @@ rule plots:
             category="Plots",
             labels={"figure": "metric against parameters"},
         ),
+        trials=report(
+            f"{ROOT}/plots/metric_by_trial.svg",
+            caption="../report/metric_by_trial.rst",
+            category="Plots",
+            labels={"figure": "metric against trial number"},
+        ),
     log:
         f"{ROOT}/logs/plots.log",
     # A summary of files: deterministic, so a failure is a bug to report, not to retry
@@ -46,5 +52,6 @@ rule plots:
         log_parameters=[p.name for p in SWEEP.parameters if p.log],
         curves_title=lambda wildcards, input: f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(planned_trial_ids())} trials)",
         params_title=f"{SWEEP.name}: {SWEEP.metric} at each trial's last epoch",
+        trials_title=f"{SWEEP.name}: {SWEEP.metric} against trial number",
     script:
         "../scripts/plots.py"

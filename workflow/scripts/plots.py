@@ -2,7 +2,11 @@
 
 import sys
 
-from snakesweep.report.plots import plot_learning_curves, plot_metric_vs_params
+from snakesweep.report.plots import (
+    plot_learning_curves,
+    plot_metric_by_trial,
+    plot_metric_vs_params,
+)
 from snakesweep.report.tables import load
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -25,3 +29,13 @@ with open(sm.log[0], "w") as log:
         budget=p.budget,
     )
     print(f"metric against parameters: {panels}")
+    by_trial = plot_metric_by_trial(
+        tables,
+        sm.output.trials,
+        p.metric,
+        p.mode,
+        order=p.trial_ids,
+        title=p.trials_title,
+        budget=p.budget,
+    )
+    print(f"metric against trial number: {by_trial}")

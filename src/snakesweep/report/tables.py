@@ -41,9 +41,10 @@ TRIAL_COLUMNS = (
     "started",
     "updated",
     "alive",
+    "round",
 )
 #: Whole-number columns: pandas' nullable integers, so a missing value does not make them floats.
-INT_COLUMNS = ("best_epoch", "epochs", "budget", "segments", "restarts")
+INT_COLUMNS = ("best_epoch", "epochs", "budget", "segments", "restarts", "round")
 PARAM_PREFIX = "params_"
 
 
@@ -67,6 +68,8 @@ class SweepTables:
     planned: int | None = None
     stale: list[str] = field(default_factory=list)
     plan_source: str | None = None
+    #: With a model-based strategy: rounds done, running, to come (``SweepStatus.rounds``).
+    rounds: dict[str, int | None] | None = None
 
 
 def load(
@@ -83,6 +86,7 @@ def load(
     ``epochs`` the last epoch reported; ``metrics`` holds the epochs these are read from
     (a finished trial: its newest record's history). ``trials`` (ids, or ids -> parameters)
     restricts the tables to a plan; planned trials without a folder are pending.
+    ``round`` is the round that suggested the trial (strategy tpe; missing otherwise).
     """
     planned = None
     if trials is not None:
@@ -116,6 +120,7 @@ def from_status(status: SweepStatus) -> SweepTables:
                 "started": trial.started,
                 "updated": trial.updated,
                 "alive": trial.alive,
+                "round": trial.round,
                 **{PARAM_PREFIX + k: v for k, v in sorted(trial.params.items())},
             }
         )
@@ -135,6 +140,7 @@ def from_status(status: SweepStatus) -> SweepTables:
         planned=status.planned,
         stale=list(status.stale),
         plan_source=status.plan_source,
+        rounds=status.rounds,
     )
 
 
@@ -225,6 +231,7 @@ def trial_records(
                 "error": row["error"],
                 "log": row["log"],
                 "history": history.get(row["trial_id"], []),
+                "round": row.get("round"),
             }
         )
     return out
