@@ -110,6 +110,8 @@ class SweepStatus:
     #: unknown: no plan, or not a sweep in rounds).
     rounds_written: int = 0
     rounds_planned: int | None = None
+    #: Round number -> the trial ids of its round file (not part of ``to_json``).
+    round_trials: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def rounds(self) -> dict[str, int | None] | None:
@@ -117,11 +119,10 @@ class SweepStatus:
         and to come (planned, not written yet; None when the plan is unknown)."""
         if not self.rounds_written and not self.rounds_planned:
             return None
-        states: dict[int, list[str]] = {k: [] for k in range(self.rounds_written)}
-        for trial in self.trials:
-            if trial.round is not None and trial.round in states:
-                states[trial.round].append(trial.state)
-        done = sum(bool(s) and all(x in FINISHED for x in s) for s in states.values())
+        state = {t.trial_id: t.state for t in self.trials}
+        done = sum(
+            all(state.get(tid) in FINISHED for tid in ids) for ids in self.round_trials.values()
+        )
         return {
             "done": done,
             "running": self.rounds_written - done,
@@ -387,6 +388,7 @@ def scan_sweep(
         files={f.trial_id: f for f in files},
         rounds_written=len(rounds),
         rounds_planned=rounds_planned,
+        round_trials={k: [e["trial_id"] for e in r["trials"]] for k, r in rounds.items()},
     )
 
 
