@@ -53,7 +53,9 @@ onstart:
     # Snakemake knows `retries` only now, before the first job (not in a dry run).
     check_continuation_retries(workflow, config)
     # The trial set of this run, so that `snakesweep status` can tell stale trial folders.
-    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials, rounds=planned_rounds())
+    write_plan(
+        ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials, rounds=planned_rounds()
+    )
 
 
 onsuccess:

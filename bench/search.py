@@ -234,7 +234,7 @@ def main() -> None:
             f"\n{name} ({metric}, {mode}; {objective.evaluations} trainings, "
             f"{time.time() - started:.0f} s)"
         )
-        print(f"| method | median best | spread (min..max) | trials to reach random's best |")
+        print("| method | median best | spread (min..max) | trials to reach random's best |")
         print("|---|---:|---:|---:|")
         for method, per_seed in curves.items():
             finals = [c[-1] for c in per_seed]
@@ -249,9 +249,9 @@ def main() -> None:
                 reach.append(hit[0] if hit else None)
             reached = [r for r in reach if r is not None]
             missed = len(reach) - len(reached)
-            reach_text = (
-                f"{statistics.median(reached):g}" if reached else "-"
-            ) + (f" ({missed} n/r)" if missed else "")
+            reach_text = (f"{statistics.median(reached):g}" if reached else "-") + (
+                f" ({missed} n/r)" if missed else ""
+            )
             print(
                 f"| {method} | {statistics.median(finals):.4f} | "
                 f"{min(finals):.4f}..{max(finals):.4f} | {reach_text} |"

@@ -148,7 +148,9 @@ def test_a_round_is_the_same_from_the_same_records():
     assert records_digest(maker.tell(records[::-1])) != again["records"]["digest"]
     # Distinct seeds per round: round 1 does not repeat round 0's random start-up.
     cold = maker.make(1, 4, [])
-    assert {e["trial_id"] for e in cold["trials"]}.isdisjoint(e["trial_id"] for e in first["trials"])
+    assert {e["trial_id"] for e in cold["trials"]}.isdisjoint(
+        e["trial_id"] for e in first["trials"]
+    )
 
 
 def test_a_round_is_bit_identical_in_a_fresh_process():
@@ -204,7 +206,9 @@ def test_round_files_of_a_sweep_are_read_back_and_planned_rounds_listed(tmp_path
     assert sweep.rounds.written == frozenset()
     root = tmp_path / "s"
     write_round(round_path(root, 0), sweep.rounds.known[0])
-    write_round(round_path(root, 1), round_maker(config).make(1, 4, finished(sweep.rounds.known[0], score)))
+    write_round(
+        round_path(root, 1), round_maker(config).make(1, 4, finished(sweep.rounds.known[0], score))
+    )
     again = build_sweep(config)
     assert again.rounds.written == frozenset({0, 1})
     assert again.rounds.known[0] == sweep.rounds.known[0]

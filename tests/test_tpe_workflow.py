@@ -50,7 +50,9 @@ def round_bytes(root: Path) -> dict[str, bytes]:
 
 
 def board(root: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in RUN_COLUMNS} for row in read_leaderboard(root)]
+    return [
+        {k: v for k, v in row.items() if k not in RUN_COLUMNS} for row in read_leaderboard(root)
+    ]
 
 
 def round_trials(root: Path, k: int) -> list[str]:
@@ -99,7 +101,7 @@ def test_two_folders_give_identical_rounds_and_leaderboards_and_growing_adds_rou
     assert len(read_leaderboard(root_a)) == 8
     # A rerun, forced even, reads the round files and never writes them anew.
     round_0 = str(root_a / "rounds" / "round-0.json")
-    run_workflow(a, tpe_config(a, n_trials=8), "--forcerun", "first_round", "--", round_0)
+    run_workflow(a, tpe_config(a, n_trials=8), round_0, "--forcerun", "first_round")
     assert round_bytes(root_a) == grown
     assert "round 0: kept as written" in (root_a / "logs" / "rounds" / "round-0.log").read_text()
     # Changing a search setting is refused, naming it, while rounds are written.
@@ -183,7 +185,10 @@ def test_a_controller_killed_during_round_1_restarts_to_the_same_rounds(tmp_path
     root = killed / "results" / "tpe"
     cmd = workflow_command(killed, config_in(killed), "--cores", "2", "--retries", "20")
     proc = subprocess.Popen(
-        cmd, cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cmd,
+        cwd=killed,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.time() + 300
@@ -202,16 +207,20 @@ def test_a_controller_killed_during_round_1_restarts_to_the_same_rounds(tmp_path
     ref_root = ref / "results" / "tpe"
     assert round_bytes(root) == round_bytes(ref_root)
     assert board(root) == [
-        {**row, "restarts": row_k["restarts"]} for row, row_k in zip(board(ref_root), board(root))
+        {**row, "restarts": row_k["restarts"]}
+        for row, row_k in zip(board(ref_root), board(root), strict=True)
     ]
     for k in (0, 1):
         for t in round_trials(root, k):
             trial = root / "trials" / t
-            epochs = [json.loads(x)["epoch"] for x in (trial / "metrics.jsonl").read_text().splitlines()]
+            epochs = [
+                json.loads(x)["epoch"] for x in (trial / "metrics.jsonl").read_text().splitlines()
+            ]
             assert epochs == [1, 2, 3], (t, epochs)  # no epoch trained twice
             if k == 0:  # finished before the kill: never run again
                 starts = [
-                    e for e in map(json.loads, (trial / "segments.jsonl").read_text().splitlines())
+                    e
+                    for e in map(json.loads, (trial / "segments.jsonl").read_text().splitlines())
                     if e.get("event") == "start"
                 ]
                 assert len(starts) == 1

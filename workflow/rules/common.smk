@@ -33,7 +33,9 @@ wildcard_constraints:
     round="[0-9]+",
 
 
-ROUND_TRIALS = {}  # trial id -> (round, params), for the rounds read from their checkpoints
+ROUND_TRIALS = (
+    {}
+)  # trial id -> (round, params), for the rounds read from their checkpoints
 
 
 def round_file(k):
@@ -91,7 +93,8 @@ def trial_params(wildcards):
 
 def round_inputs(wildcards):
     """Round k learns from every trial of rounds 0..k-1, in (round, index) order. ``ancient``:
-    a record rewritten later (a failed trial run again) never makes a round be made anew."""
+    a record rewritten later (a failed trial run again) never makes a round be made anew.
+    """
     k = int(wildcards.round)
     return {
         "rounds": [ancient(round_file(j)) for j in range(k)],

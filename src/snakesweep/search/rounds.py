@@ -241,7 +241,9 @@ class RoundMaker:
 
         told = self.tell(records)
         seed = round_seed(self.seed, k)
-        study = build_study(self.space, told, self.mode, SAMPLERS[self.sampler].build(self.options, seed))
+        study = build_study(
+            self.space, told, self.mode, SAMPLERS[self.sampler].build(self.options, seed)
+        )
         fixed = {p.name: p.value for p in self.space if p.kind == "fixed"}
         taken = {t.trial_id for t in told}
         trials: list[dict[str, Any]] = []
@@ -251,7 +253,9 @@ class RoundMaker:
                 break
             trial = study.ask()
             # Sorted keys: the parameters as they read back from the round file (JSON, sorted).
-            full = dict(sorted({**fixed, **ask_params(trial, self.space), "epochs": self.epochs}.items()))
+            full = dict(
+                sorted({**fixed, **ask_params(trial, self.space), "epochs": self.epochs}.items())
+            )
             tid = trial_id(full)
             if tid in taken:
                 study.tell(trial, state=TrialState.FAIL)

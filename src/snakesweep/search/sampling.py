@@ -40,7 +40,9 @@ def sample(params: Sequence[Parameter], seed: int, index: int) -> dict[str, Any]
         elif p.kind == "uniform":
             drawn[p.name] = round_significant(float(rng.uniform(p.low, p.high)))
         elif p.kind == "loguniform":
-            drawn[p.name] = round_significant(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+            drawn[p.name] = round_significant(
+                math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
+            )
         elif p.kind == "int":
             drawn[p.name] = _sample_int(rng, p)
     return drawn

@@ -57,9 +57,7 @@ def read_rounds(root: str | os.PathLike) -> dict[int, dict[str, Any]]:
     return dict(sorted(rounds.items()))
 
 
-def write_round_summary(
-    path: str | os.PathLike, k: int, records: list[dict[str, Any]]
-) -> None:
+def write_round_summary(path: str | os.PathLike, k: int, records: list[dict[str, Any]]) -> None:
     """The outcome of round ``k``: each trial's status and final metric, in index order."""
     write_json(
         path,
