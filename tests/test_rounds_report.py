@@ -98,3 +98,30 @@ def test_a_sweep_without_rounds_is_one_round(tmp_path):
     drawn = plot_metric_by_trial(tables, tmp_path / "p.svg", "score", "max", order=IDS[::-1])
     assert drawn["rounds"] == [] and drawn["best_so_far"] == [4.0, 4.0, 4.0, 4.0]
     assert "one round" in (tmp_path / "p.svg").read_text()
+
+
+def test_best_yaml_of_a_tpe_sweep_is_a_one_point_grid():
+    from conftest import REPO, demo_config
+
+    from snakesweep.config_check import check_config
+    from snakesweep.report.results import best_config
+
+    sweep = demo_config(strategy="tpe", round_size=2, tpe={"n_startup_trials": 3})
+    record = {
+        "params": {
+            "lr": 0.01,
+            "batch_size": 64,
+            "width": 32,
+            "depth": 1,
+            "weight_decay": 1e-5,
+            "optimizer": "adam",
+            "seed": 0,
+            "epochs": 6,
+        }
+    }
+    best = best_config(record, "demo", "val_accuracy", "max", sweep)
+    assert best["strategy"] == "grid" and "tpe" not in best and "round_size" not in best
+    assert {k: v["value"] for k, v in best["parameters"].items()} == {
+        k: v for k, v in record["params"].items() if k != "epochs"
+    }
+    check_config(best, REPO / "workflow" / "schemas" / "config.schema.yaml")
