@@ -45,7 +45,7 @@ def round_file(k):
 def bracket_trial_ids(bracket):
     """The trials of a bracket. With a model-based strategy a bracket is a round: known at
     parse time (round 0, written rounds) or read from its checkpoint's round file."""
-    if SWEEP.rounds is None or SWEEP.brackets[bracket].trial_ids:
+    if SWEEP.rounds is None or bracket in SWEEP.rounds.known:
         return list(SWEEP.brackets[bracket].trial_ids)
     data = read_round(checkpoints.suggest_round.get(round=bracket).output[0])
     for entry in data["trials"]:
