@@ -129,10 +129,17 @@ def test_report_of_a_small_sweep(tmp_path):
     plots = root / "plots"
     assert sorted(p.name for p in plots.iterdir()) == [
         "learning_curves.svg",
+        "metric_by_trial.svg",
         "metric_vs_params.svg",
     ]
     log = (root / "logs" / "plots.log").read_text()
     assert "'panels': {'behaviour': 'category', 'offset': 'log'}, 'shown': 2, 'hidden': 2" in log
+    # One round (random): no round marks; the best so far from trial 1 (behaviour ab first).
+    good_final = [4 + p["offset"] for p in plan.trials.values() if p["behaviour"] == "ab"]
+    assert (
+        "metric against trial number: {'shown': 2, 'hidden': 2, 'rounds': [], "
+        f"'best_so_far': [{good_final[0]!r}, {max(good_final)!r}]}}"
+    ) in log
     good = {t: p for t, p in plan.trials.items() if p["behaviour"] == "ab"}
     best = max(good, key=lambda t: good[t]["offset"])
     with open(root / "leaderboard.csv", newline="") as f:
@@ -148,7 +155,12 @@ def test_report_of_a_small_sweep(tmp_path):
     html = report.read_text()
     # one self-contained file: everything inline, nothing loaded from beside it
     assert not re.search(r"<script[^>]+src=", html) and not re.search(r"<link[^>]+href=", html)
-    for name in ("learning_curves.svg", "metric_vs_params.svg", "leaderboard.csv"):
+    for name in (
+        "learning_curves.svg",
+        "metric_vs_params.svg",
+        "metric_by_trial.svg",
+        "leaderboard.csv",
+    ):
         assert (
             embedded(html, name)
             == (root / ("plots" if name.endswith("svg") else "") / name).read_bytes()
@@ -158,6 +170,7 @@ def test_report_of_a_small_sweep(tmp_path):
         "A hyper-parameter sweep run by snakesweep",
         "Learning curves of sweep",
         "against each hyper-parameter that varies in sweep",
+        "in the order the sweep planned the trials",
         "Leaderboard of sweep",
     ):
         assert caption in html
