@@ -33,9 +33,8 @@ wildcard_constraints:
     round="[0-9]+",
 
 
-ROUND_TRIALS = (
-    {}
-)  # trial id -> (round, params), for the rounds read from their checkpoints
+# trial id -> (round, params), for the rounds read from their checkpoints
+ROUND_TRIALS = {}
 
 
 def round_file(k):
@@ -126,7 +125,7 @@ def round_summaries(wildcards):
     ]
 
 
-def round_records(wildcards):
+def round_record_paths(wildcards):
     """The records of one round's trials, in index order."""
     k = int(wildcards.round)
     return [record_path(tid, SWEEP.epochs) for tid in bracket_trial_ids(k)]

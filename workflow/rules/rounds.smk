@@ -53,7 +53,7 @@ checkpoint suggest_round:
 
 rule round_records:
     input:
-        round_records,
+        round_record_paths,
     output:
         f"{ROOT}/{ROUND_SUMMARY_PATH}",
     log:
