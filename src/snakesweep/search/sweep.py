@@ -119,7 +119,7 @@ def round_maker(config: Mapping[str, Any]) -> RoundMaker:
         "metric": config["metric"],
         "mode": config["mode"],
         "epochs": epochs,
-        "parameters": [asdict(p) for p in params],
+        "parameters": [_parameter_setting(p) for p in params],
         "pruning": {"method": method}
         if method == "none"
         else {
@@ -140,6 +140,15 @@ def round_maker(config: Mapping[str, Any]) -> RoundMaker:
         rung_budgets=rungs,
         settings=settings,
     )
+
+
+def _parameter_setting(p: Parameter) -> dict[str, Any]:
+    """A parameter as a round file records it; a float range's bounds as floats, so that
+    writing ``low: 0`` or ``low: 0.0`` is the same setting."""
+    setting = asdict(p)
+    if p.kind in ("uniform", "loguniform"):
+        setting.update(low=float(p.low), high=float(p.high))
+    return setting
 
 
 def plan_rounds(config: Mapping[str, Any], root: Path, n_trials: int) -> RoundPlan:
