@@ -227,6 +227,9 @@ def test_a_written_round_refuses_other_search_settings(tmp_path):
     message = str(info.value)
     assert message.startswith("seed, tpe: differ from the settings round 0 was made with")
     assert "never rewritten" in message and str(tmp_path / "s" / "rounds") in message
+    # The same range written with integer bounds is the same setting.
+    same = {**config["parameters"], "offset": {"kind": "uniform", "low": 0, "high": 10}}
+    assert build_sweep({**config, "parameters": same}).rounds.written == frozenset({0})
     # n_trials and round_size are not search settings: growing is allowed.
     assert build_sweep({**config, "n_trials": 12, "round_size": 2}).rounds.sizes == (4, 2, 2, 2, 2)
 
