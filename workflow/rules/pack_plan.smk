@@ -41,13 +41,15 @@ def pack_of_record(wildcards):
     if key not in _PACK_OF:
         tid, budget = key
         for bracket in SWEEP.brackets:
-            # Brackets in order: with rounds, those before the trial's own are all known.
+            # Brackets in order, up to the first that trains it at this budget (Hyperband
+            # brackets share trials; with rounds, the later rounds may be unknown yet).
             if tid in bracket_trial_ids(bracket.index) and budget in bracket.budgets:
                 rung = bracket.budgets.index(budget)
                 for pack in rung_packs(bracket.index, rung):
                     for member in pack.members:
                         _PACK_OF.setdefault((member, budget), pack_path(pack))
-                break
+                if key in _PACK_OF:
+                    break
         if key not in _PACK_OF:
             raise ValueError(
                 f"trial {tid} is not trained at {budget} epochs in this sweep"
