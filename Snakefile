@@ -52,6 +52,7 @@ else:
 
 include: "workflow/rules/retry.smk"
 include: "workflow/rules/prune.smk"
+include: "workflow/rules/rounds.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
@@ -71,9 +72,17 @@ rule all:
 onstart:
     # Snakemake knows `retries` only now, before the first job (not in a dry run).
     check_continuation_retries(workflow, config)
-    # The trial set of this run, so that `snakesweep status` can tell stale trial folders,
-    # and its search space, which `snakesweep export optuna` turns into distributions.
-    write_plan(ROOT, SWEEP.metric, SWEEP.mode, SWEEP.trials, search_space())
+    # The trial set of this run, so that `snakesweep status` can tell stale trial folders, its
+    # search space, which `snakesweep export optuna` turns into distributions, and (tpe) how
+    # many rounds are planned.
+    write_plan(
+        ROOT,
+        SWEEP.metric,
+        SWEEP.mode,
+        SWEEP.trials,
+        search_space(),
+        rounds=planned_rounds(),
+    )
 
 
 onsuccess:

@@ -30,7 +30,7 @@ CASES = [
     (
         "unknown-strategy",
         demo_config(strategy="bayes"),
-        ["strategy", "'bayes'", "['grid', 'random']"],
+        ["strategy", "'bayes'", "['grid', 'random', 'tpe']"],
     ),
     (
         "unknown-kind",
@@ -61,6 +61,36 @@ CASES = [
         ["parameters.depth.values", "at least 1"],
     ),
     ("missing-metric", without("metric"), ["metric", "missing required key"]),
+    (
+        "tpe-with-sha",
+        demo_config(strategy="tpe", pruning={"method": "sha"}),
+        ["pruning.method", "'sha'", "strategy 'tpe'", "['none', 'asha']"],
+    ),
+    (
+        "tpe-with-hyperband",
+        demo_config(strategy="tpe", pruning={"method": "hyperband"}),
+        ["pruning.method", "'hyperband'", "strategy 'tpe'", "['none', 'asha']"],
+    ),
+    (
+        "tpe-grid-parameter",
+        {**with_param("act", {"kind": "grid", "values": ["relu", "gelu"]}), "strategy": "tpe"},
+        ["parameters.act.kind", "'grid' is not allowed with strategy 'tpe'", "kind 'choice'"],
+    ),
+    (
+        "tpe-unknown-option",
+        demo_config(strategy="tpe", tpe={"n_startup": 3}),
+        ["tpe", "['n_startup']", "n_startup_trials"],
+    ),
+    (
+        "tpe-round-size-zero",
+        demo_config(strategy="tpe", round_size=0),
+        ["round_size", "must be >= 1", "got 0"],
+    ),
+    (
+        "tpe-startup-negative",
+        demo_config(strategy="tpe", tpe={"n_startup_trials": -1}),
+        ["tpe.n_startup_trials", "must be >= 0"],
+    ),
     (
         "bad-parameter-name",
         with_param("../escape", {"kind": "fixed", "value": 1}),
@@ -121,6 +151,8 @@ DRY_RUN_CASES = [
         "n-trials-not-integer",
         "empty-choice",
         "missing-metric",
+        "tpe-with-sha",
+        "tpe-grid-parameter",
         "bad-parameter-name",
         "unknown-top-level-key",
     }

@@ -134,11 +134,18 @@ def test_report_of_a_small_sweep(tmp_path):
     plots = root / "plots"
     assert sorted(p.name for p in plots.iterdir()) == [
         "learning_curves.svg",
+        "metric_by_trial.svg",
         "metric_vs_params.svg",
         "param_importance.svg",
     ]
     log = (root / "logs" / "plots.log").read_text()
     assert "'panels': {'behaviour': 'category', 'offset': 'log'}, 'shown': 2, 'hidden': 2" in log
+    # One round (random): no round marks; the best so far from trial 1 (behaviour ab first).
+    good_final = [4 + p["offset"] for p in plan.trials.values() if p["behaviour"] == "ab"]
+    assert (
+        "metric against trial number: {'shown': 2, 'hidden': 2, 'rounds': [], "
+        f"'best_so_far': [{good_final[0]!r}, {max(good_final)!r}]}}"
+    ) in log
     good = {t: p for t, p in plan.trials.items() if p["behaviour"] == "ab"}
     best = max(good, key=lambda t: good[t]["offset"])
     with open(root / "leaderboard.csv", newline="") as f:
@@ -161,6 +168,7 @@ def test_report_of_a_small_sweep(tmp_path):
         "learning_curves.svg",
         "metric_vs_params.svg",
         "param_importance.svg",
+        "metric_by_trial.svg",
         "leaderboard.csv",
     ):
         assert (
@@ -172,6 +180,7 @@ def test_report_of_a_small_sweep(tmp_path):
         "A hyper-parameter sweep run by snakesweep",
         "Learning curves of sweep",
         "against each hyper-parameter that varies in sweep",
+        "in the order the sweep planned the trials",
         "Leaderboard of sweep",
         "Hyper-parameter importance in sweep",
     ):

@@ -115,7 +115,13 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     plan = status_plan(args.root, args.config, args.metric, args.mode)
 
     def render() -> str:
-        status = scan_sweep(plan.root, metric=plan.metric, mode=plan.mode, planned=plan.trials)
+        status = scan_sweep(
+            plan.root,
+            metric=plan.metric,
+            mode=plan.mode,
+            planned=plan.trials,
+            rounds_planned=plan.rounds,
+        )
         status.plan_source = plan.source
         if args.json:
             return json.dumps(status.to_json(), indent=2, sort_keys=True)

@@ -27,7 +27,7 @@ rule leaderboard:
     params:
         # The sweep folder the tables are read from (snakesweep.load): the outputs' folder.
         root=lambda wildcards, output: os.path.dirname(output.csv),
-        trial_ids=list(SWEEP.trials),
+        trial_ids=planned_trial_ids,
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,

@@ -8,6 +8,12 @@ from snakesweep.cluster.layout import ProcessLayout
 from snakesweep.store.plan_file import write_plan
 from snakesweep.store.retry_request import read_requests, wanted_request
 from snakesweep.store.jsonl import read_json
+from snakesweep.store.round_file import (
+    ROUND_PATH,
+    ROUND_SUMMARY_PATH,
+    read_round,
+    read_rounds,
+)
 from snakesweep.snakemake_glue import sweep_plan
 from snakesweep.search.sweep import plan_note
 
@@ -25,11 +31,79 @@ wildcard_constraints:
     budget="[0-9]+",
     bracket="[0-9]+",
     rung="[0-9]+",
+    round="[0-9]+",
+
+
+# trial id -> (round, params), for the rounds read from their checkpoints
+ROUND_TRIALS = {}
+
+
+def round_file(k):
+    return f"{ROOT}/{ROUND_PATH.format(round=k)}"
+
+
+def bracket_trial_ids(bracket):
+    """The trials of a bracket. With a model-based strategy a bracket is a round: known at
+    parse time (round 0, written rounds) or read from its checkpoint's round file."""
+    if SWEEP.rounds is None or bracket in SWEEP.rounds.known:
+        return list(SWEEP.brackets[bracket].trial_ids)
+    data = read_round(checkpoints.suggest_round.get(round=bracket).output[0])
+    for entry in data["trials"]:
+        ROUND_TRIALS[entry["trial_id"]] = (bracket, entry["params"])
+    return [entry["trial_id"] for entry in data["trials"]]
+
+
+def planned_trial_ids(wildcards=None, input=None):
+    """Every trial of the sweep, in plan order. With rounds: those of the round files of the
+    planned rounds, read when asked (by the aggregating rules, whose inputs wait for every
+    round, and at the end of a run)."""
+    if SWEEP.rounds is None:
+        return list(SWEEP.trials)
+    on_disk = read_rounds(ROOT)
+    ids = []
+    for k in range(len(SWEEP.rounds.sizes)):
+        data = SWEEP.rounds.known.get(k) or on_disk.get(k) or {"trials": []}
+        ids += [entry["trial_id"] for entry in data["trials"]]
+    return ids
+
+
+def plan_params(trial_id):
+    """The full parameter set of a trial (fixed values and epochs included)."""
+    if trial_id in SWEEP.trials:
+        return SWEEP.trials[trial_id]
+    if trial_id not in ROUND_TRIALS:
+        for k, data in read_rounds(ROOT).items():
+            for entry in data["trials"]:
+                ROUND_TRIALS.setdefault(entry["trial_id"], (k, entry["params"]))
+    return ROUND_TRIALS[trial_id][1]
+
+
+def trial_round(trial_id):
+    for bracket in SWEEP.brackets:
+        if trial_id in bracket.trial_ids:
+            return bracket.index
+    plan_params(trial_id)
+    return ROUND_TRIALS[trial_id][0]
 
 
 def trial_params(wildcards):
     """The full parameter set of a trial (fixed values and epochs included)."""
-    return SWEEP.trials[wildcards.trial_id]
+    return plan_params(wildcards.trial_id)
+
+
+def round_inputs(wildcards):
+    """Round k learns from every trial of rounds 0..k-1, in (round, index) order. ``ancient``:
+    a record rewritten later (a failed trial run again) never makes a round be made anew.
+    """
+    k = int(wildcards.round)
+    return {
+        "rounds": [ancient(round_file(j)) for j in range(k)],
+        "records": [
+            ancient(record_path(tid, SWEEP.epochs))
+            for j in range(k)
+            for tid in bracket_trial_ids(j)
+        ],
+    }
 
 
 def trial_dir(wildcards):
@@ -40,10 +114,28 @@ def record_path(trial_id, budget):
     return f"{ROOT}/{contract.RESULT_PATH.format(trial_id=trial_id, budget=budget)}"
 
 
+def round_summaries(wildcards):
+    """One summary per planned round, named directly: what the aggregating rules wait for
+    with rounds. Records reached through a checkpoint only would not do: Snakemake skips the
+    input checks of a job that depends on an unresolved checkpoint, so a grown sweep whose
+    leaderboard existed ran nothing (measured with Snakemake 9.27.1); a missing summary
+    always makes its rule, and so the round's checkpoint, run."""
+    return [
+        f"{ROOT}/{ROUND_SUMMARY_PATH.format(round=k)}"
+        for k in range(len(SWEEP.rounds.sizes))
+    ]
+
+
+def round_record_paths(wildcards):
+    """The records of one round's trials, in index order."""
+    k = int(wildcards.round)
+    return [record_path(tid, SWEEP.epochs) for tid in bracket_trial_ids(k)]
+
+
 def alive_trials(bracket, rung):
     """Trials of a bracket that train at this rung: all at rung 0, then the promoted ones."""
     if rung == 0:
-        return list(SWEEP.brackets[bracket].trial_ids)
+        return bracket_trial_ids(bracket)
     decision = checkpoints.promote_rung.get(bracket=bracket, rung=rung - 1).output[0]
     return read_json(decision)["promoted"]
 
@@ -72,7 +164,7 @@ def bracket_summaries(wildcards):
     ``final_results`` stops at the first undecided rung; without these, bracket b+1 would
     wait for bracket b's last promotion although the brackets are independent.
     """
-    if len(SWEEP.brackets) < 2:
+    if SWEEP.pruning != "hyperband":
         return []
     return [
         f"{ROOT}/{contract.BRACKET_SUMMARY_PATH.format(bracket=b.index)}"
@@ -81,7 +173,10 @@ def bracket_summaries(wildcards):
 
 
 def final_results(wildcards):
-    """Every result record the sweep produces: each trial at each rung it reached."""
+    """Every result record the sweep produces: each trial at each rung it reached; with
+    rounds, each round's summary (which waits for the round's records)."""
+    if SWEEP.rounds is not None:
+        return round_summaries(wildcards)
     paths = []
     for bracket in SWEEP.brackets:
         for rung in range(len(bracket.budgets)):
@@ -123,16 +218,42 @@ def training_resources():
     return LAYOUT.slurm_resources(res["runtime"], res["mem_mb"])
 
 
-def asha_settings():
-    """Environment for ASHA's self-pruning trials (empty unless pruning.method is asha)."""
+def asha_settings(k=None):
+    """Environment for ASHA's self-pruning trials (empty unless pruning.method is asha).
+
+    With rounds, a trial of round k reports into its round's folder and is compared only with
+    the trials of rounds 0..k-1, which have all finished: which trials are pruned never
+    depends on the order in which a round's trials reach a rung, so the next round's records,
+    and its suggestions, are the same on every run.
+    """
     if SWEEP.pruning != "asha":
         return {}
-    return {
+    env = {
         contract.ENV_ASHA_DIR: f"{ROOT}/{contract.ASHA_DIR}",
         contract.ENV_ASHA_RUNGS: ",".join(str(b) for b in SWEEP.rung_budgets),
         contract.ENV_ASHA_ETA: str(SWEEP.eta),
         contract.ENV_ASHA_MIN_PEERS: str(config["pruning"]["min_peers"]),
     }
+    if k is not None:
+        asha_round = f"{ROOT}/{contract.ASHA_ROUND_DIR}"
+        env[contract.ENV_ASHA_DIR] = asha_round.format(round=k)
+        env[contract.ENV_ASHA_PEER_DIRS] = os.pathsep.join(
+            asha_round.format(round=j) for j in range(k)
+        )
+    return env
+
+
+def trial_asha_settings(wildcards):
+    if SWEEP.rounds is None:
+        return asha_settings()
+    return asha_settings(trial_round(wildcards.trial_id))
+
+
+def pack_asha_settings(wildcards):
+    """A pack's members share a bracket, which with rounds is their round."""
+    if SWEEP.rounds is None:
+        return asha_settings()
+    return asha_settings(int(wildcards.bracket))
 
 
 def print_summary():
@@ -145,7 +266,12 @@ def print_summary():
 
     if not os.path.exists(f"{ROOT}/{contract.LEADERBOARD_FILE}"):
         return
-    plan = (ROOT, list(SWEEP.trials), SWEEP.metric, SWEEP.mode, SWEEP.epochs)
+    plan = (ROOT, planned_trial_ids(), SWEEP.metric, SWEEP.mode, SWEEP.epochs)
     print(summary(*plan, SWEEP.rung_budgets), flush=True)
     if not sweep_has_result(*plan, SWEEP.rung_budgets):
         sys.exit(1)
+
+
+def planned_rounds():
+    """The number of planned rounds (None without rounds), for plan.json and the status."""
+    return None if SWEEP.rounds is None else len(SWEEP.rounds.sizes)

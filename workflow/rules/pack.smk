@@ -34,7 +34,7 @@ rule train_pack:
         metric=config["metric"],
         mode=config["mode"],
         checkpoint=config["checkpoint"],
-        extra_env=asha_settings(),
+        extra_env=pack_asha_settings,
     script:
         "../scripts/run_pack.py"
 

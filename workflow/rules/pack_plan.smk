@@ -22,7 +22,7 @@ _PACKS = {}  # (bracket, rung) -> its packs, once the rung's trials are known
 def rung_packs(bracket, rung):
     """The packs of one rung of one bracket: its live trials in sweep order, PACK at a time."""
     if (bracket, rung) not in _PACKS:
-        order = SWEEP.brackets[bracket].trial_ids
+        order = bracket_trial_ids(bracket)
         alive = in_sweep_order(alive_trials(bracket, rung), order)
         _PACKS[bracket, rung] = make_packs(bracket, rung, alive, PACK)
     return _PACKS[bracket, rung]
@@ -41,11 +41,15 @@ def pack_of_record(wildcards):
     if key not in _PACK_OF:
         tid, budget = key
         for bracket in SWEEP.brackets:
-            if tid in bracket.trial_ids and budget in bracket.budgets:
+            # Brackets in order, up to the first that trains it at this budget (Hyperband
+            # brackets share trials; with rounds, the later rounds may be unknown yet).
+            if tid in bracket_trial_ids(bracket.index) and budget in bracket.budgets:
                 rung = bracket.budgets.index(budget)
                 for pack in rung_packs(bracket.index, rung):
                     for member in pack.members:
                         _PACK_OF.setdefault((member, budget), pack_path(pack))
+                if key in _PACK_OF:
+                    break
         if key not in _PACK_OF:
             raise ValueError(
                 f"trial {tid} is not trained at {budget} epochs in this sweep"
@@ -80,7 +84,7 @@ def pack_members(wildcards):
     return [
         {
             "trial_id": tid,
-            "params": SWEEP.trials[tid],
+            "params": plan_params(tid),
             "trial_dir": str(SWEEP.trial_dir(tid)),
             "record": record_path(tid, budget),
             "packed_record": str(packed_result_path(SWEEP.trial_dir(tid), budget)),

@@ -32,6 +32,12 @@ rule plots:
             category="Plots",
             labels={"figure": "hyper-parameter importance"},
         ),
+        trials=report(
+            f"{ROOT}/plots/metric_by_trial.svg",
+            caption="../report/metric_by_trial.rst",
+            category="Plots",
+            labels={"figure": "metric against trial number"},
+        ),
     log:
         f"{ROOT}/logs/plots.log",
     # A summary of files: deterministic, so a failure is a bug to report, not to retry
@@ -43,17 +49,18 @@ rule plots:
     params:
         # The sweep folder the tables are read from (snakesweep.load): above plots/.
         root=lambda wildcards, output: os.path.dirname(os.path.dirname(output.curves)),
-        trial_ids=list(SWEEP.trials),
+        trial_ids=planned_trial_ids,
         sweep=SWEEP.name,
         metric=SWEEP.metric,
         mode=SWEEP.mode,
         budget=SWEEP.epochs,
         parameters=[p.name for p in SWEEP.parameters if p.kind != "fixed"],
         log_parameters=[p.name for p in SWEEP.parameters if p.log],
-        curves_title=f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(SWEEP.trials)} trials)",
+        curves_title=lambda wildcards, input: f"{SWEEP.name}: {SWEEP.metric} per epoch ({len(planned_trial_ids())} trials)",
         params_title=f"{SWEEP.name}: {SWEEP.metric} at each trial's last epoch",
         # Each parameter's Optuna distribution, for the importance (Optuna's fANOVA).
         space=search_space(),
         importance_title=f"{SWEEP.name}: hyper-parameter importance for {SWEEP.metric}",
+        trials_title=f"{SWEEP.name}: {SWEEP.metric} against trial number",
     script:
         "../scripts/plots.py"

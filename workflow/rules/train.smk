@@ -20,6 +20,6 @@ rule train_trial:
         metric=config["metric"],
         mode=config["mode"],
         checkpoint=config["checkpoint"],
-        extra_env=asha_settings(),
+        extra_env=trial_asha_settings,
     script:
         "../scripts/run_trial.py"

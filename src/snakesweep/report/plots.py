@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snakesweep.report.results import best_trial, is_finite
-from snakesweep.report.tables import SweepTables, trial_records
+from snakesweep.report.tables import SweepTables, rows, trial_records
 from snakesweep.store.atomic import write_bytes
 from snakesweep.store.number_format import format_number
 
@@ -442,3 +442,86 @@ def _save(fig: Any, path: str | os.PathLike) -> None:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "snakesweep"}):
         fig.savefig(buffer, format=fmt, metadata=metadata, dpi=120)
     write_bytes(path, buffer.getvalue())
+
+
+def plot_metric_by_trial(
+    tables: SweepTables,
+    path: str | os.PathLike,
+    metric: str,
+    mode: str,
+    order: Sequence[str],
+    title: str = "",
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """Each finished trial's last metric against its trial number, the best so far as a
+    line, and the rounds marked (strategy tpe: a dashed line where a round starts).
+
+    ``order`` is the plan's trial order (with rounds: round by round, in index order); trial
+    number n is ``order[n - 1]``. The best-so-far line runs over the trials eligible as best
+    (completed at the full ``budget``), as ``best.yaml`` chooses. Returns what was drawn.
+    """
+    records = {r["trial_id"]: r for r in trial_records(tables, budget)}
+    rounds = {
+        row["trial_id"]: row["round"] for row in rows(tables.trials) if row.get("round") is not None
+    }
+    fig, axes = _figure(1, 1, (7.5, 4.2))
+    ax = axes[0]
+    best_xs, best_ys, best = [], [], None
+    shown = 0
+    for number, tid in enumerate(order, start=1):
+        record = records.get(tid)
+        if record is None or not is_finite(record.get("final")):
+            continue
+        shown += 1
+        status = record.get("status")
+        color = STYLES.get(status, OTHER_STYLE)["color"]
+        if status == "pruned":
+            ax.scatter([number], [record["final"]], s=28, facecolors="none", edgecolors=color)
+        else:
+            ax.scatter([number], [record["final"]], s=28, color=color, alpha=0.8)
+        if best_trial([record], mode, budget=budget) is not None:
+            value = float(record["final"])
+            if best is None or (value < best if mode == "min" else value > best):
+                best = value
+        if best is not None:
+            best_xs.append(number)
+            best_ys.append(best)
+    if best_xs:
+        ax.step(best_xs, best_ys, where="post", color=BEST_COLOR, label="best so far")
+        ax.legend(loc="best", fontsize="small")
+    starts = []
+    for number, tid in enumerate(order, start=1):
+        k = rounds.get(tid)
+        if k is not None and (not starts or starts[-1][1] != k):
+            starts.append((number, k))
+    for number, k in starts:
+        ax.axvline(number - 0.5, color="0.6", linestyle="--", linewidth=0.8)
+        ax.annotate(
+            f"round {k}",
+            (number - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -2),
+            textcoords="offset points",
+            va="top",
+            fontsize="x-small",
+            color="0.35",
+        )
+    ax.set_xlim(0.5, max(1, len(order)) + 0.5)
+    ax.set_xlabel("trial number" + (" (in round order)" if starts else " (in plan order)"))
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    hidden = len(order) - shown
+    notes = []
+    if not starts:
+        notes.append("one round: every trial was planned up front")
+    if hidden:
+        notes.append(f"{hidden} trial(s) without a finite {metric} not shown")
+    heading = title or f"{metric} against trial number"
+    fig.suptitle("\n".join([heading, "; ".join(notes)]).strip(), fontsize="medium")
+    _save(fig, path)
+    return {
+        "shown": shown,
+        "hidden": hidden,
+        "rounds": [k for _, k in starts],
+        "best_so_far": best_ys,
+    }

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from snakesweep.search.samplers import SAMPLERS
 from snakesweep.store.jsonl import read_json
 from snakesweep.store.number_format import format_number
 
@@ -191,6 +192,8 @@ def best_config(
     epochs = params.pop("epochs")
     config = copy.deepcopy(dict(sweep_config or {}))
     config.pop("n_trials", None)
+    for key in ("round_size", *SAMPLERS):  # a model-based search's settings: not a grid's
+        config.pop(key, None)
     config.update(
         {
             "sweep": f"{sweep}-best",

@@ -37,6 +37,7 @@ from snakesweep.cluster.host_process import pid_alive
 from snakesweep.report.results import best_epoch, is_finite
 from snakesweep.store import contract
 from snakesweep.store.jsonl import read_json
+from snakesweep.store.round_file import read_rounds
 from snakesweep.store.trial_folder import (
     read_metrics,
     read_params,
@@ -83,6 +84,8 @@ class TrialStatus:
     error: str | None = None
     #: The log file its newest result record names (finished trials).
     log: str | None = None
+    #: With a model-based strategy: the round that suggested it (its round file's number).
+    round: int | None = None
 
 
 @dataclass
@@ -103,6 +106,31 @@ class SweepStatus:
     not_in_plan: int = 0
     #: What each trial's folder holds, by trial id (read once; not part of ``to_json``).
     files: dict[str, TrialFiles] = field(default_factory=dict)
+    #: With a model-based strategy: rounds with a round file, and rounds planned (None if
+    #: unknown: no plan, or not a sweep in rounds).
+    rounds_written: int = 0
+    rounds_planned: int | None = None
+    #: Round number -> the trial ids of its round file (not part of ``to_json``).
+    round_trials: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> dict[str, int | None] | None:
+        """Rounds done (every trial finished), running (written, some trial not finished)
+        and to come (planned, not written yet; None when the plan is unknown)."""
+        if not self.rounds_written and not self.rounds_planned:
+            return None
+        state = {t.trial_id: t.state for t in self.trials}
+        done = sum(
+            all(state.get(tid) in FINISHED for tid in ids) for ids in self.round_trials.values()
+        )
+        return {
+            "done": done,
+            "running": self.rounds_written - done,
+            "to_come": None
+            if self.rounds_planned is None
+            else max(0, self.rounds_planned - self.rounds_written),
+            "planned": self.rounds_planned,
+        }
 
     @property
     def counts(self) -> dict[str, int]:
@@ -132,6 +160,7 @@ class SweepStatus:
             "stale": self.stale,
             "plan_source": self.plan_source,
             "counts": self.counts,
+            "rounds": self.rounds,
             "best": asdict(best) if best else None,
             "best_from": source,
             "trials": [asdict(t) for t in self.trials],
@@ -301,13 +330,25 @@ def scan_sweep(
     mode: str | None = None,
     planned: Mapping[str, Mapping[str, Any]] | None = None,
     now: float | None = None,
+    rounds_planned: int | None = None,
 ) -> SweepStatus:
     """The status of every trial of the sweep in ``root`` (``results/<sweep>``).
 
     ``planned`` (trial id -> parameters, from the config's plan) restricts the
-    trials to the plan and counts those without a folder as pending.
+    trials to the plan and counts those without a folder as pending. With rounds
+    (``rounds/round-<k>.json``), the trials of the planned rounds (all written ones if
+    ``rounds_planned`` is None) belong to the plan too: they are suggested as the sweep runs.
     """
     root = Path(root)
+    rounds = read_rounds(root)
+    if rounds_planned is not None:
+        rounds = {k: r for k, r in rounds.items() if k < rounds_planned}
+    round_of = {e["trial_id"]: k for k, r in rounds.items() for e in r["trials"]}
+    if planned is not None and rounds:
+        planned = {
+            **planned,
+            **{e["trial_id"]: e["params"] for r in rounds.values() for e in r["trials"]},
+        }
     trials_dir = root / contract.TRIALS_DIR
     if not root.is_dir() and planned is None:
         raise StatusError(f"{root}: no such sweep folder (expected results/<sweep>)")
@@ -333,6 +374,8 @@ def scan_sweep(
             for tid, params in planned.items()
             if tid not in on_disk
         ]
+    for trial in trials:
+        trial.round = round_of.get(trial.trial_id)
     return SweepStatus(
         root=str(root),
         metric=metric,
@@ -343,6 +386,9 @@ def scan_sweep(
         not_in_plan=not_in_plan,
         stale=stale,
         files={f.trial_id: f for f in files},
+        rounds_written=len(rounds),
+        rounds_planned=rounds_planned,
+        round_trials={k: [e["trial_id"] for e in r["trials"]] for k, r in rounds.items()},
     )
 
 

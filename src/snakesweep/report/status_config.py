@@ -28,6 +28,8 @@ class StatusPlan:
     mode: str | None = None
     #: Where the plan came from, for the text: "--config FILE" or the last run's plan.json.
     source: str | None = None
+    #: With a model-based strategy, the number of planned rounds.
+    rounds: int | None = None
 
 
 def planned_trials(config_path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
@@ -63,9 +65,11 @@ def status_plan(
     """
     planned = None
     source = None
+    rounds = None
     if config_path:
         sweep, _ = planned_trials(config_path)
         planned = sweep.trials
+        rounds = len(sweep.rounds.sizes) if sweep.rounds is not None else None
         metric = metric or sweep.metric
         mode = mode or sweep.mode
         root = root or str(sweep.root)
@@ -75,7 +79,10 @@ def status_plan(
     if planned is None and (plan := read_plan(root)) is not None:
         # The trial set of the config the sweep last ran with: older trials are stale.
         planned = plan["trials"]
+        rounds = plan.get("rounds")
         metric = metric or plan.get("metric")
         mode = mode or plan.get("mode")
         source = f"the last run ({Path(root) / PLAN_FILE}; --config FILE for another)"
-    return StatusPlan(root=str(root), trials=planned, metric=metric, mode=mode, source=source)
+    return StatusPlan(
+        root=str(root), trials=planned, metric=metric, mode=mode, source=source, rounds=rounds
+    )

@@ -58,6 +58,13 @@ def format_status(
         lines.append("  (trials on disk only: pass --config to count the planned ones not started)")
     elif status.plan_source:
         lines.append(f"  (trial set of {status.plan_source})")
+    if status.rounds is not None:
+        r = status.rounds
+        to_come = "?" if r["to_come"] is None else r["to_come"]
+        lines.append(
+            f"rounds: {r['done']} done, {r['running']} running, {to_come} to come"
+            + (f" (of {r['planned']})" if r["planned"] is not None else "")
+        )
     if status.stale:
         lines.append(
             f"  ({len(status.stale)} STALE trial folder(s) on disk, from an older config of this "

@@ -42,9 +42,10 @@ TRIAL_COLUMNS = (
     "started",
     "updated",
     "alive",
+    "round",
 )
 #: Whole-number columns: pandas' nullable integers, so a missing value does not make them floats.
-INT_COLUMNS = ("best_epoch", "epochs", "budget", "segments", "restarts")
+INT_COLUMNS = ("best_epoch", "epochs", "budget", "segments", "restarts", "round")
 PARAM_PREFIX = "params_"
 #: The columns of ``lineage`` before the ``params_<name>`` ones.
 LINEAGE_COLUMNS = ["trial_id", "generation", "parent", "cloned"]
@@ -74,6 +75,8 @@ class SweepTables:
     #: ``generation``, ``parent`` (the trial whose checkpoint it continued; its own id when
     #: kept), ``cloned`` and ``params_<name>``; empty for other sweeps.
     lineage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LINEAGE_COLUMNS))
+    #: With a model-based strategy: rounds done, running, to come (``SweepStatus.rounds``).
+    rounds: dict[str, int | None] | None = None
 
 
 def load(
@@ -90,6 +93,7 @@ def load(
     ``epochs`` the last epoch reported; ``metrics`` holds the epochs these are read from
     (a finished trial: its newest record's history). ``trials`` (ids, or ids -> parameters)
     restricts the tables to a plan; planned trials without a folder are pending.
+    ``round`` is the round that suggested the trial (strategy tpe; missing otherwise).
     """
     planned = None
     if trials is not None:
@@ -123,6 +127,7 @@ def from_status(status: SweepStatus) -> SweepTables:
                 "started": trial.started,
                 "updated": trial.updated,
                 "alive": trial.alive,
+                "round": trial.round,
                 **{PARAM_PREFIX + k: v for k, v in sorted(trial.params.items())},
             }
         )
@@ -157,6 +162,7 @@ def from_status(status: SweepStatus) -> SweepTables:
         stale=list(status.stale),
         plan_source=status.plan_source,
         lineage=lineage,
+        rounds=status.rounds,
     )
 
 
@@ -247,6 +253,7 @@ def trial_records(
                 "error": row["error"],
                 "log": row["log"],
                 "history": history.get(row["trial_id"], []),
+                "round": row.get("round"),
             }
         )
     return out

@@ -32,6 +32,9 @@ class AshaRungs:
     min_peers: int
     metric: str
     mode: str
+    #: Where the peers' reports are (with rounds: the earlier rounds' folders, all finished);
+    #: None: the trial's own folder, shared by every trial of the sweep.
+    peer_dirs: tuple[Path, ...] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AshaRungs | None:
@@ -39,6 +42,7 @@ class AshaRungs:
         env = os.environ if env is None else env
         if not env.get(contract.ENV_ASHA_DIR):
             return None
+        peers = env.get(contract.ENV_ASHA_PEER_DIRS)
         return cls(
             directory=Path(env[contract.ENV_ASHA_DIR]),
             trial_id=env[contract.ENV_TRIAL_ID],
@@ -47,6 +51,9 @@ class AshaRungs:
             min_peers=int(env[contract.ENV_ASHA_MIN_PEERS]),
             metric=env[contract.ENV_METRIC],
             mode=env[contract.ENV_MODE],
+            peer_dirs=None
+            if peers is None
+            else tuple(Path(d) for d in peers.split(os.pathsep) if d),
         )
 
     def should_continue(self, epoch: int, metrics: Mapping[str, Any]) -> bool:
@@ -63,7 +70,10 @@ class AshaRungs:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(own_path, {"trial_id": self.trial_id, "score": score})
         peers = []
-        for path in sorted(folder.glob("*.json")):
+        peer_folders = (
+            [folder] if self.peer_dirs is None else [d / folder.name for d in self.peer_dirs]
+        )
+        for path in sorted(p for f in peer_folders for p in f.glob("*.json")):
             if path.name == own_path.name:
                 continue
             report = read_json(path)

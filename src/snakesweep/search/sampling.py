@@ -125,9 +125,9 @@ def _draw(rng: np.random.Generator, p: Parameter) -> Any:
     if p.kind == "choice":
         return p.values[int(rng.integers(len(p.values)))]
     if p.kind == "uniform":
-        return _round(float(rng.uniform(p.low, p.high)))
+        return round_significant(float(rng.uniform(p.low, p.high)))
     if p.kind == "loguniform":
-        return _round(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+        return round_significant(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
     if p.kind == "int":
         return _sample_int(rng, p)
     raise ValueError(f"parameter {p.name!r} of kind {p.kind!r} is not sampled")
@@ -142,7 +142,8 @@ def _sample_int(rng: np.random.Generator, p: Parameter) -> int:
     return min(high, max(low, int(math.floor(value))))
 
 
-def _round(value: float) -> float:
+def round_significant(value: float) -> float:
+    """``value`` kept to :data:`SIGNIFICANT_DIGITS` significant digits."""
     if value == 0:
         return 0.0
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")

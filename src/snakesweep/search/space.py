@@ -20,7 +20,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "int": ("low", "high", "log"),
     "fixed": ("value",),
 }
-STRATEGIES = ("grid", "random")
+#: Strategies planned up front, and those whose trials a sampler suggests round by round
+#: (``snakesweep.search.samplers.SAMPLERS`` holds their samplers).
+PLANNED_STRATEGIES = ("grid", "random")
+MODEL_BASED_STRATEGIES = ("tpe",)
+STRATEGIES = PLANNED_STRATEGIES + MODEL_BASED_STRATEGIES
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Names the workflow passes itself; a parameter may not take them.
 RESERVED_NAMES = ("epochs",)
@@ -101,6 +105,13 @@ def _parse_one(
                 )
         if len({_scalar_key(v) for v in values}) != len(values):
             raise ConfigError(f"{key}.values: contains duplicates: {values!r}")
+        if kind == "grid" and strategy in MODEL_BASED_STRATEGIES:
+            raise ConfigError(
+                f"{key}.kind: 'grid' is not allowed with strategy {strategy!r}: its sampler "
+                "picks every value from the trials before, so there is no axis to cross; use "
+                "kind 'choice' to let it choose among these values, or strategy 'random' to "
+                "cross them with random samples"
+            )
         axis_kind = "grid" if strategy == "grid" else kind
         return Parameter(name, axis_kind, values=tuple(values))
     if kind == "fixed":

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from snakesweep.search.pbt import PbtPlan, member_ids, parse_pbt
 from snakesweep.search.pruning import hyperband_brackets, rung_budgets
+from snakesweep.search.rounds import RoundMaker, round_sizes, settings_changes
+from snakesweep.search.samplers import sampler_for
 from snakesweep.search.sampling import expand
 from snakesweep.search.space import ConfigError, Parameter, parse_parameters
 from snakesweep.search.trial_id import trial_id
 from snakesweep.store import contract
+from snakesweep.store.round_file import ROUNDS_DIR, read_rounds
 
 PRUNING_METHODS = ("none", "sha", "hyperband", "asha")
+#: Pruning methods a model-based strategy runs with: a round waits for all its trials, so the
+#: synchronous cohorts of sha and hyperband would be a second, competing notion of a round.
+ROUND_PRUNING = ("none", "asha")
+#: Trials suggested together when ``round_size`` is not given: small enough that a sweep
+#: learns often (quality follows the number of rounds), large enough to keep 4 workers busy.
+DEFAULT_ROUND_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,9 @@ class Sweep:
     rung_budgets: tuple[int, ...] = ()
     #: Population based training (the ``pbt`` block), or None (docs/pbt.md).
     pbt: PbtPlan | None = None
+    strategy: str = "random"
+    #: A model-based strategy's rounds (each round is one bracket); None for grid and random.
+    rounds: RoundPlan | None = None
 
     @property
     def trial_ids(self) -> list[str]:
@@ -53,6 +66,124 @@ class Sweep:
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.root / contract.TRIALS_DIR / trial_id
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The rounds of a model-based sweep as far as they are known when the workflow is parsed."""
+
+    maker: RoundMaker
+    #: The size of every planned round (``snakesweep.search.rounds.round_sizes``).
+    sizes: tuple[int, ...]
+    #: Round number -> round content, for the rounds known now: those with a round file
+    #: (``written``) and round 0, which needs no records and is made at parse time.
+    known: dict[int, dict[str, Any]] = field(repr=False)
+    written: frozenset[int] = frozenset()
+
+
+def round_maker(config: Mapping[str, Any]) -> RoundMaker:
+    """What every round of a model-based sweep is made with, from its config (no file read).
+
+    Raises :class:`ConfigError` naming the key at fault.
+    """
+    strategy = config.get("strategy", "random")
+    spec = sampler_for(strategy)
+    if spec is None:
+        raise ConfigError(f"strategy: {strategy!r} has no rounds")
+    unknown = spec.unknown(config.get(strategy))
+    if unknown:
+        raise ConfigError(
+            f"{strategy}: unknown key(s) {unknown}; allowed keys: {sorted(spec.defaults)}"
+        )
+    params = parse_parameters(config.get("parameters") or {}, strategy)
+    if not params:
+        raise ConfigError("parameters: the search space is empty; define at least one parameter")
+    if all(p.kind == "fixed" for p in params):
+        raise ConfigError(
+            f"parameters: every parameter is fixed; strategy {strategy!r} needs at least one "
+            "to search (kind choice, uniform, loguniform or int)"
+        )
+    pruning = dict(config.get("pruning") or {})
+    method = pruning.get("method", "none")
+    if method not in ROUND_PRUNING:
+        raise ConfigError(
+            f"pruning.method: {method!r} is not allowed with strategy {strategy!r}; use one of "
+            f"{list(ROUND_PRUNING)} (a round already waits for all its trials, so sha's and "
+            "hyperband's rungs would compete with the rounds; asha prunes inside a round)"
+        )
+    epochs = int(config.get("epochs", 8))
+    eta, min_t = int(pruning.get("eta", 3)), int(pruning.get("min_t", 1))
+    rungs = tuple(rung_budgets(min_t, epochs, eta)) if method == "asha" else ()
+    options = spec.options(config.get(strategy))
+    if "group" in options and options["group"] is None:
+        options["group"] = bool(options.get("multivariate")) and any(p.when for p in params)
+    settings = {
+        "strategy": strategy,
+        strategy: options,
+        "seed": int(config.get("seed", 0)),
+        "metric": config["metric"],
+        "mode": config["mode"],
+        "epochs": epochs,
+        "parameters": [_parameter_setting(p) for p in params],
+        "pruning": {"method": method}
+        if method == "none"
+        else {
+            "method": method,
+            "eta": eta,
+            "min_t": min_t,
+            "min_peers": int(pruning.get("min_peers", 3)),
+        },
+    }
+    return RoundMaker(
+        space=tuple(params),
+        epochs=epochs,
+        metric=config["metric"],
+        mode=config["mode"],
+        seed=int(config.get("seed", 0)),
+        sampler=strategy,
+        options=options,
+        rung_budgets=rungs,
+        settings=settings,
+    )
+
+
+def _parameter_setting(p: Parameter) -> dict[str, Any]:
+    """A parameter as a round file records it; a float range's bounds as floats, so that
+    writing ``low: 0`` or ``low: 0.0`` is the same setting."""
+    setting = asdict(p)
+    if p.kind in ("uniform", "loguniform"):
+        setting.update(low=float(p.low), high=float(p.high))
+    return setting
+
+
+def plan_rounds(config: Mapping[str, Any], root: Path, n_trials: int) -> RoundPlan:
+    """The rounds of a model-based sweep: the written ones as they are, then new ones.
+
+    A written round made with other search settings is refused (it is never rewritten, and
+    later rounds would learn from trials of another search).
+    """
+    maker = round_maker(config)
+    round_size = config.get("round_size", DEFAULT_ROUND_SIZE)
+    if isinstance(round_size, bool) or not isinstance(round_size, int) or round_size < 1:
+        raise ConfigError(f"round_size: must be an integer >= 1, got {round_size!r}")
+    on_disk = read_rounds(root)
+    sizes = round_sizes(n_trials, round_size, {k: int(r["size"]) for k, r in on_disk.items()})
+    written = {k: r for k, r in on_disk.items() if k < len(sizes)}
+    for k, content in written.items():
+        changed = settings_changes(content.get("settings") or {}, maker.settings)
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)}: differ from the settings round {k} was made with "
+                f"({root / ROUNDS_DIR}/round-{k}.json); a written round is never rewritten. "
+                "Restore them, give the sweep a new name (sweep:), or delete "
+                f"{root / ROUNDS_DIR} to start the search over"
+            )
+    known = dict(written)
+    if 0 not in known:
+        # As it will read back from its file, so that a rule's params never differ between
+        # the run that wrote the file and the next (Snakemake compares them).
+        known[0] = json.loads(json.dumps(maker.make(0, sizes[0], []), sort_keys=True))
+    return RoundPlan(maker=maker, sizes=sizes, known=known, written=frozenset(written))
 
 
 def build_sweep(config: Mapping[str, Any]) -> Sweep:
@@ -75,6 +206,14 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
     params = parse_parameters(config.get("parameters") or {}, strategy)
     if not params:
         raise ConfigError("parameters: the search space is empty; define at least one parameter")
+    root = Path(config.get("results_dir", "results")) / config.get("sweep", "demo")
+    if sampler_for(strategy) is not None:
+        if config.get("pbt") is not None:
+            raise ConfigError(
+                f"strategy: {strategy!r} cannot be combined with pbt; PBT samples its members "
+                "once, with strategy 'random' or 'grid'"
+            )
+        return _model_based_sweep(config, root, n_trials)
     epochs = int(config.get("epochs", 8))
     seed = int(config.get("seed", 0))
     pruning = dict(config.get("pruning") or {})
@@ -124,7 +263,6 @@ def build_sweep(config: Mapping[str, Any]) -> Sweep:
         rungs = tuple(rung_budgets(min_t, epochs, eta))
     elif method == "hyperband":
         rungs = tuple(sorted({b for bracket in brackets for b in bracket.budgets}))
-    root = Path(config.get("results_dir", "results")) / config.get("sweep", "demo")
     return Sweep(
         name=config.get("sweep", "demo"),
         root=root,
@@ -178,11 +316,44 @@ def _population(
     return plan, renamed, [Bracket(0, (epochs,), tuple(renamed))]
 
 
+def _model_based_sweep(config: Mapping[str, Any], root: Path, n_trials: int) -> Sweep:
+    """A sweep whose trials a sampler suggests round by round: each round is one bracket of
+    one rung (``epochs``), holding the trials of the round once they are known."""
+    plan = plan_rounds(config, root, n_trials)
+    maker = plan.maker
+    trials: dict[str, dict[str, Any]] = {}
+    brackets = []
+    for k in range(len(plan.sizes)):
+        entries = plan.known[k]["trials"] if k in plan.known else []
+        for entry in entries:
+            trials.setdefault(entry["trial_id"], dict(entry["params"]))
+        ids = tuple(entry["trial_id"] for entry in entries)
+        brackets.append(Bracket(k, (maker.epochs,), ids))
+    pruning = dict(config.get("pruning") or {})
+    return Sweep(
+        name=config.get("sweep", "demo"),
+        root=root,
+        metric=config["metric"],
+        mode=config["mode"],
+        epochs=maker.epochs,
+        parameters=maker.space,
+        trials=trials,
+        pruning=pruning.get("method", "none"),
+        eta=int(pruning.get("eta", 3)),
+        brackets=tuple(brackets),
+        rung_budgets=maker.rung_budgets,
+        strategy=maker.sampler,
+        rounds=plan,
+    )
+
+
 def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
-    """What the sweep plans when it is not simply ``n_trials`` (Hyperband, PBT), and why.
+    """What the sweep plans when it is not simply ``n_trials`` (Hyperband, PBT, rounds), and why.
 
     Hyperband's brackets fix the number of trials from ``epochs``, ``pruning.min_t`` and
     ``pruning.eta``; ``n_trials`` does not enter, so the plan is said out loud at dry-run.
+    A model-based sweep lists only the rounds known now: the others are suggested from the
+    results of the rounds before them.
     """
     if sweep.pbt is not None and sweep.pbt.schedule is None:
         return (
@@ -191,6 +362,8 @@ def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
             "each later one is planned from the decision before it (results/"
             f"{sweep.name}/generations/)"
         )
+    if sweep.rounds is not None:
+        return rounds_note(sweep)
     if sweep.pruning != "hyperband":
         return None
     pruning = config.get("pruning", {})
@@ -201,3 +374,32 @@ def plan_note(sweep: Sweep, config: Mapping[str, Any]) -> str | None:
         f"pruning.min_t={pruning.get('min_t', 1)} and pruning.eta={sweep.eta}; "
         f"n_trials ({config.get('n_trials', 8)}) is not used by hyperband"
     )
+
+
+def rounds_note(sweep: Sweep) -> str:
+    """What a dry run of a model-based sweep shows, and why it shows no more."""
+    plan = sweep.rounds
+    assert plan is not None
+    sizes = plan.sizes
+    known = sorted(plan.known)
+    later = [k for k in range(len(sizes)) if k not in plan.known]
+    text = (
+        f"snakesweep: strategy {sweep.strategy!r} plans {sum(sizes)} trials in {len(sizes)} "
+        f"round(s) of {'/'.join(str(s) for s in sizes)}; the trials of round(s) "
+        f"{_ranges(known)} are listed"
+    )
+    if later:
+        text += (
+            f"; round(s) {_ranges(later)} follow: each is suggested by Optuna's sampler from the "
+            "results of every round before it (a checkpoint writes "
+            f"{sweep.root / ROUNDS_DIR}/round-<k>.json), so its trials cannot be listed yet"
+        )
+    return text
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(str(n) for n in numbers)

@@ -99,6 +99,12 @@ ENV_ASHA_DIR = "SNAKESWEEP_ASHA_DIR"
 ENV_ASHA_RUNGS = "SNAKESWEEP_ASHA_RUNGS"
 ENV_ASHA_ETA = "SNAKESWEEP_ASHA_ETA"
 ENV_ASHA_MIN_PEERS = "SNAKESWEEP_ASHA_MIN_PEERS"
+#: With rounds (strategy tpe): the folders of the earlier rounds' rung reports (os.pathsep
+#: between them; empty in round 0). When set, a trial's peers are read from these only, and
+#: it reports into ``ENV_ASHA_DIR``, its own round's folder.
+ENV_ASHA_PEER_DIRS = "SNAKESWEEP_ASHA_PEER_DIRS"
+#: Below the sweep root: one round's ASHA reports.
+ASHA_ROUND_DIR = ASHA_DIR + "/round-{round}"
 
 #: Multi-process trials (docs/ddp.md). Each rank gets torch.distributed's ``env://``
 #: variables (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) from the launcher.

@@ -26,8 +26,12 @@ def write_plan(
     mode: str,
     trials: Mapping[str, Mapping[str, Any]],
     space: Mapping[str, Any] | None = None,
+    rounds: int | None = None,
 ) -> None:
-    """Record the plan; ``space`` is ``{"strategy": ..., "parameters": ...}`` from the config."""
+    """Record the plan; ``space`` is ``{"strategy": ..., "parameters": ...}`` from the config.
+
+    ``rounds``: with a model-based strategy, how many rounds are planned; ``trials`` then
+    holds the rounds known when the run started, the others are in their round files."""
     plan: dict[str, Any] = {
         "metric": metric,
         "mode": mode,
@@ -35,6 +39,8 @@ def write_plan(
     }
     if space is not None:
         plan["space"] = dict(space)
+    if rounds is not None:
+        plan["rounds"] = rounds
     write_json(Path(root) / PLAN_FILE, plan)
 
 
