@@ -231,9 +231,31 @@ def handle(
     for fd in fds:
         os.close(fd)
     send_line(conn, {"pid": pid})
-    _, status = os.waitpid(pid, 0)
-    send_line(conn, {"status": status})
+    status = wait_with_launcher(pid, conn)
+    try:
+        send_line(conn, {"status": status})
+    except OSError:
+        pass  # the launcher is gone
     return 0
+
+
+def wait_with_launcher(pid: int, conn: socket.socket) -> int:
+    """Wait for the trial; kill it if its launcher goes first (the connection closes), as a
+    killed job step takes its script with it: no trial runs on without its trial lock."""
+    if not hasattr(os, "pidfd_open"):
+        return os.waitpid(pid, 0)[1]
+    pidfd = os.pidfd_open(pid)
+    watch: list[Any] = [pidfd, conn]
+    try:
+        while True:
+            ready, _, _ = select.select(watch, [], [])
+            if pidfd in ready:
+                return os.waitpid(pid, 0)[1]
+            if conn in ready and not conn.recv(4096):
+                os.kill(pid, signal.SIGKILL)
+                watch = [pidfd]
+    finally:
+        os.close(pidfd)
 
 
 def _env_mismatch(mine: Mapping[str, str], env: Mapping[str, str]) -> str | None:
