@@ -199,9 +199,10 @@ def test_a_module_that_starts_threads_at_import_means_fresh_trials(tmp_path, own
     assert "warm start refused (the warm-start server runs 2 threads after its imports" in log
     state = json.loads((tmp_path / "probe.json").read_text())
     assert state["preloaded"] is False  # started fresh, and ran
-    assert "refusing: the warm-start server runs 2 threads" in next(
-        (tmp_path / "servers").glob("server-*.log")
-    ).read_text()
+    assert (
+        "refusing: the warm-start server runs 2 threads"
+        in next((tmp_path / "servers").glob("server-*.log")).read_text()
+    )
 
 
 def test_the_server_refuses_to_fork_once_cuda_is_initialised(monkeypatch):

@@ -173,7 +173,9 @@ def _start(
         if sock is not None:
             return sock
         if server.poll() is not None:
-            raise WarmStartUnavailable(f"the warm-start server exited {server.returncode} (log: {log_path})")
+            raise WarmStartUnavailable(
+                f"the warm-start server exited {server.returncode} (log: {log_path})"
+            )
         time.sleep(0.02)
     server.kill()
     raise WarmStartUnavailable(f"the warm-start server was not ready in {START_TIMEOUT_S:g} s")
