@@ -177,12 +177,18 @@ def test_a_member_gets_one_trials_threads_not_the_packs():
 
 
 def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
-    """ASHA has no rungs in the DAG: pack members report at each rung and stop themselves."""
+    """ASHA has no rungs in the DAG: pack members report at each rung and stop themselves.
+
+    ASHA's outcome depends on the order in which trials reach a rung, so the members of a pack
+    train one after another, best first: "bb" reports after the better "ccc" of its own pack
+    and before "a", so it is the worst of at least two peers at rung 1 whatever the other pack
+    does, and is pruned."""
     config = echo_config(
         tmp_path,
-        ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"],
+        ["ffffff", "eeeee", "dddd", "ccc", "bb", "a"],
         epochs=4,
         pack=3,
+        pack_parallel=1,
         pruning={"method": "asha", "eta": 2, "min_t": 1, "min_peers": 2},
     )
     proc = run_workflow(tmp_path, config)

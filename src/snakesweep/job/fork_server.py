@@ -48,6 +48,7 @@ STARTUP_PREFIXES = (
     "MKL_",
     "KMP_",
     "GOMP_",
+    "GOTO_",
     "OPENBLAS_",
     "VECLIB_",
     "NUMEXPR_",

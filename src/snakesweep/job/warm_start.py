@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -68,8 +69,8 @@ def why_fresh(script: str, env: Mapping[str, str]) -> str | None:
     """Why this trial must start fresh although the sweep asks for the warm start."""
     if env.get(contract.ENV_WARM_START) == "0":
         return f"{contract.ENV_WARM_START}=0"
-    if not hasattr(socket, "send_fds") or not hasattr(os, "fork"):
-        return "no fork or descriptor passing on this platform"
+    if not sys.platform.startswith("linux"):
+        return "the warm start needs Linux (/proc, pidfd; torch is not fork-safe on macOS)"
     try:
         with open(script, encoding="utf-8", errors="replace") as f:
             if SCRIPT_MARKER in f.read():
