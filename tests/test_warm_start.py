@@ -208,7 +208,6 @@ def test_a_module_that_starts_threads_at_import_means_fresh_trials(tmp_path, own
 def test_the_server_refuses_to_fork_once_cuda_is_initialised(monkeypatch):
     import torch
 
-    assert fork_server.why_not_fork() is None or "threads" in fork_server.why_not_fork()
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     assert "CUDA was initialised" in fork_server.why_not_fork()
 

@@ -17,7 +17,7 @@ directory, CPU affinity and output file. What a fresh process gives is kept:
 
 Process tree: server -> one handler per request (reads it, forks the trial, waits for it and
 sends its wait status back) -> the trial. The server exits when its owner (the process whose
-jobs it serves) has ended, when asked, or after ``idle_s`` without requests.
+jobs it serves) has ended, on SIGTERM, or after ``idle_s`` without requests.
 """
 
 from __future__ import annotations
@@ -210,14 +210,8 @@ def handle(
     set_at_import: Mapping[str, str],
     refusal: str | None,
 ) -> int:
-    """One request: refuse it, or fork its trial, send its pid, wait, send its wait status.
-
-    A stop request makes the handler signal its server to exit.
-    """
+    """One request: refuse it, or fork its trial, send its pid, wait, send its wait status."""
     message, fds = recv_request(conn)
-    if message.get("stop"):
-        os.kill(os.getppid(), signal.SIGTERM)
-        return 0
     reason = refusal or why_not_fork() or _env_mismatch(mine, message["env"])
     if reason is None and message.get("python") != sys.executable:
         reason = f"the trial's python {message.get('python')} is not the server's {sys.executable}"

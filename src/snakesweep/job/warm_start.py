@@ -182,12 +182,6 @@ def _start(
     raise WarmStartUnavailable(f"the warm-start server was not ready in {START_TIMEOUT_S:g} s")
 
 
-def stop_server(sock: socket.socket) -> None:
-    """Ask the server at the other end of ``sock`` to exit (its running trials go on)."""
-    with sock:
-        sock.sendall(json.dumps({"stop": True}).encode() + b"\n")
-
-
 def run_warm(
     python: str,
     argv: Sequence[str],
