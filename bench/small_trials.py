@@ -10,11 +10,15 @@ starts, unpacked and packed (``pack: 27, pack_parallel: 2``). Printed per run:
 
 - wall: the whole process (Python start, imports, DAG, leaderboard and plots included);
 - x Optuna: that wall over Optuna's;
-- launch overhead: per trial, the launcher's segment (``segments.jsonl``: from before the
-  script's process starts to after it ended) minus the same configuration's training time in
-  the Optuna process;
-- job overhead: per trial, (wall x 2 slots - total training) / trials: everything that is not
-  training, the Snakemake jobs and the final reports included.
+- training: the sum of every trial's ``train.main`` time, measured inside each trial's
+  process (snakesweep runs the demo script through ``bench/timed_train.py``), so that a
+  loaded machine slows training and overhead alike without mixing them up;
+- start: per trial, from the launcher's segment start (``segments.jsonl``, just before the
+  script's process starts) to the script's imports done;
+- overhead: per trial, the launcher's segment minus the trial's training: process start,
+  imports, exit;
+- job overhead: per trial, (wall x 2 slots - training) / trials: everything that is not
+  training, Snakemake's jobs and the final reports included (Optuna: wall - training).
 
 Targets (issue 24): the warm local sweep at most 2x Optuna's wall; the launch overhead at
 most 0.5 s per trial.
@@ -46,19 +50,30 @@ RUNS = {
 
 OPTUNA = r"""
 import json, sys, time
-t0 = time.perf_counter()
 import optuna
 sys.path.insert(0, sys.argv[1])
 import train  # the demo script: torch, scikit-learn, snakesweep.session
-configs, where = json.loads(sys.argv[2]), sys.argv[3]
+configs, where, space = json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.create_study(direction="maximize")
 for params in configs:
-    study.enqueue_trial(params)
+    study.enqueue_trial({k: v for k, v in params.items() if space.get(k, {}).get("kind", "fixed") != "fixed"})
 seconds = []
 
+def suggest(trial, name, spec, value):
+    # the sweep's search space as Optuna's distributions; enqueue_trial fixes the values
+    kind = spec["kind"]
+    if kind in ("loguniform", "uniform"):
+        return trial.suggest_float(name, spec["low"], spec["high"], log=kind == "loguniform")
+    if kind == "int":
+        return trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+    if kind == "choice":
+        return trial.suggest_categorical(name, spec["values"])
+    return value  # fixed, and epochs
+
 def objective(trial):
-    p = {k: trial.suggest_categorical(k, [v]) for k, v in configs[trial.number].items()}
+    config = configs[trial.number]
+    p = {k: suggest(trial, k, space.get(k, {"kind": "fixed"}), v) for k, v in config.items()}
     argv = [f"--{k}={v}" for k, v in p.items()] + [f"--trial-dir={where}/{trial.number}"]
     start = time.perf_counter()
     train.main(argv)
@@ -67,7 +82,7 @@ def objective(trial):
     return json.loads(rows[-1])["val_accuracy"]
 
 study.optimize(objective, n_trials=len(configs))
-print(json.dumps({"seconds": seconds, "best": study.best_value, "imports_s": None}))
+print(json.dumps({"seconds": seconds, "best": study.best_value}))
 """
 
 
@@ -78,7 +93,7 @@ def sweep_config(n_trials: int, epochs: int, tmp: Path, name: str) -> dict:
         n_trials=n_trials,
         epochs=epochs,
         results_dir=str(tmp / "results"),
-        script=str(REPO / "scripts" / "train.py"),
+        script=str(REPO / "bench" / "timed_train.py"),
     )
     return config
 
@@ -93,16 +108,26 @@ def configurations(n_trials: int, epochs: int, tmp: Path) -> list[dict]:
 
 
 def run_optuna(configs: list[dict], tmp: Path) -> dict:
+    space = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["parameters"]
     where = tmp / "optuna"
     where.mkdir()
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", OPTUNA, str(REPO / "scripts"), json.dumps(configs), str(where)],
-        check=True,
+        [
+            sys.executable,
+            "-c",
+            OPTUNA,
+            str(REPO / "scripts"),
+            json.dumps(configs),
+            str(where),
+            json.dumps(space),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
+    if out.returncode:
+        raise SystemExit(f"the Optuna run failed:\n{out.stderr[-3000:]}")
     wall = time.perf_counter() - start
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"wall": wall, "seconds": result["seconds"], "best": result["best"]}
@@ -135,16 +160,25 @@ def run_sweep(name: str, n_trials: int, epochs: int, tmp: Path) -> dict:
     )
     wall = time.perf_counter() - start
     root = tmp / "results" / name
-    segments, best = {}, None
+    training, start, overhead, best = 0.0, [], [], None
     for trial in (root / "trials").iterdir():
         events = [json.loads(x) for x in (trial / "segments.jsonl").read_text().splitlines()]
-        start_t = next(e["time"] for e in events if e["event"] == "start")
-        end_t = next(e["time"] for e in events if e["event"] == "end")
-        params = json.loads((trial / "params.json").read_text())
-        segments[json.dumps(params.get("params", params), sort_keys=True)] = end_t - start_t
+        began = next(e["time"] for e in events if e["event"] == "start")
+        ended = next(e["time"] for e in events if e["event"] == "end")
+        times = json.loads((trial / "bench-times.json").read_text())
+        trained = times["ended"] - times["imported"]
+        training += trained
+        start.append(times["imported"] - began)
+        overhead.append(ended - began - trained)
         record = json.loads(next(trial.glob("result-*.json")).read_text())
         best = record["final"] if best is None else max(best, record["final"] or 0.0)
-    return {"wall": wall, "segments": segments, "best": best}
+    return {
+        "wall": wall,
+        "training": training,
+        "start": sum(start) / len(start),
+        "overhead": sum(overhead) / len(overhead),
+        "best": best,
+    }
 
 
 def main() -> None:
@@ -159,31 +193,27 @@ def main() -> None:
         tmp = Path(name)
         configs = configurations(n_trials, epochs, tmp)
         optuna = run_optuna(configs, tmp)
-        training = dict(
-            zip((json.dumps(c, sort_keys=True) for c in configs), optuna["seconds"], strict=True)
-        )
         total = sum(optuna["seconds"])
         print(
-            f"training per trial in Optuna's process: mean {total / n_trials:.2f} s "
-            f"(sum {total:.1f} s)"
+            f"{'run':<24} {'wall (s)':>9} {'x Optuna':>9} {'training (s)':>13} "
+            f"{'start (s)':>10} {'overhead (s)':>13} {'job overhead (s)':>17} {'best':>7}"
         )
-        header = f"{'run':<24} {'wall (s)':>9} {'x Optuna':>9} {'launch overhead (s)':>20} {'job overhead (s)':>17} {'best':>7}"
-        print(header)
         print(
-            f"{'Optuna, one process':<24} {optuna['wall']:>9.1f} {1.0:>9.2f} {'-':>20} "
-            f"{(optuna['wall'] - total) / n_trials:>17.2f} {optuna['best']:>7.4f}",
+            f"{'Optuna, one process':<24} {optuna['wall']:>9.1f} {1.0:>9.2f} {total:>13.1f} "
+            f"{'-':>10} {'-':>13} {(optuna['wall'] - total) / n_trials:>17.2f} "
+            f"{optuna['best']:>7.4f}",
             flush=True,
         )
         for run in names:
             r = run_sweep(run, n_trials, epochs, tmp)
-            launch = [seg - training[key] for key, seg in r["segments"].items() if key in training]
-            launch_s = sum(launch) / len(launch) if launch else float("nan")
-            job_s = (r["wall"] * SLOTS - total) / n_trials
+            job_s = (r["wall"] * SLOTS - r["training"]) / n_trials
             print(
                 f"{'snakesweep ' + run:<24} {r['wall']:>9.1f} {r['wall'] / optuna['wall']:>9.2f} "
-                f"{launch_s:>20.2f} {job_s:>17.2f} {r['best']:>7.4f}",
+                f"{r['training']:>13.1f} {r['start']:>10.2f} {r['overhead']:>13.2f} "
+                f"{job_s:>17.2f} {r['best']:>7.4f}",
                 flush=True,
             )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ STARTUP_PREFIXES = (
 )
 #: What every trial imports, preloaded before the user's modules (``warm_modules``).
 BASE_MODULES = ("numpy", "torch", "snakesweep.session.trial_session")
+#: What most trials import later: torch's optimizers import ``torch._dynamo`` when the first
+#: one is built (~1 s on the 2-core test machine). Preloaded when they import.
+LIKELY_MODULES = ("torch.optim", "torch._dynamo")
 #: Largest request (JSON of argv and environment) a handler reads.
 MAX_REQUEST = 1 << 20
 #: Signals a fresh interpreter ignores; every other one is back to its default in a trial.
@@ -100,6 +103,11 @@ def preload(modules: Sequence[str]) -> str | None:
             importlib.import_module(name)
         except BaseException as error:  # noqa: BLE001 (any failure means: start trials fresh)
             return f"cannot import {name} in the warm-start server: {type(error).__name__}: {error}"
+    for name in LIKELY_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 (a trial that needs it imports it itself)
+            say(f"not preloaded: {name} ({type(error).__name__}: {error})")
     settle_for_fork()
     return why_not_fork()
 
