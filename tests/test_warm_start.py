@@ -277,3 +277,27 @@ def test_a_local_sweep_warm_starts_its_trials_and_packs_copy_records(tmp_path):
         time.sleep(0.1)
         server = next((root / "logs" / "warm").glob("server-*.log")).read_text()
     assert "ended; exiting" in server
+
+
+def test_a_deadline_stops_a_warm_trial_which_then_resumes(tmp_path, owner):
+    """The deadline reaches the forked trial in its environment: it saves after its first step,
+    exits 75 (continue), and the next warm segment resumes from that checkpoint."""
+    params = {"epochs": 1, "batch_size": 64, "width": 16, "lr": 0.01, "seed": 1}
+    job = train_job(
+        tmp_path,
+        TRAIN,
+        params,
+        budget=1,
+        result_path=tmp_path / "result-1.json",
+        deadline_margin_s=0,
+        warm_modules=("sklearn.datasets",),
+        warm_log_dir=tmp_path / "servers",
+    )
+    env = trial_env(owner, **{contract.ENV_SEGMENT_SECONDS: "0"})
+    assert run_segment(job, env=env) == contract.EXIT_CONTINUE
+    del env[contract.ENV_SEGMENT_SECONDS]
+    assert run_segment(job, env=env) == 0
+    log = job.log_path.read_text()
+    assert WARM_NOTE not in log
+    assert "checkpointed at epoch 0, batch 1, step 1" in log and "resumed from" in log
+    assert json.loads(job.result_path.read_text())["status"] == "completed"
