@@ -123,6 +123,17 @@ CASES = [
         ["checkpoint.deadline_margin_s", "'soon' is not of type number", "'auto' was expected"],
     ),
     (
+        "warm-module-not-installed",
+        demo_config(warm_modules=["sklearn.datasets", "no_such_package.sub"]),
+        ["warm_modules", "'no_such_package.sub'", "no module 'no_such_package'"],
+    ),
+    (
+        "warm-module-not-a-name",
+        demo_config(warm_modules=["sklearn datasets"]),
+        ["warm_modules", "'sklearn datasets'"],
+    ),
+    ("warm-start-not-boolean", demo_config(warm_start="yes"), ["warm_start", "'yes'", "boolean"]),
+    (
         "epochs-as-parameter",
         with_param("epochs", {"kind": "choice", "values": [1, 2]}),
         ["parameters.epochs", "budget"],

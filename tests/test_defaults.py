@@ -68,3 +68,12 @@ def test_trial_session_defaults_differ_from_the_schema_only_where_documented():
     assert params["max_overhead"].default == checkpoint["epoch_end_max_overhead"]
     assert (params["every_seconds"].default, checkpoint["every_seconds"]) == (0.0, 60)
     assert "``every_seconds`` is 0" in TrialSession.__doc__
+
+
+def test_trial_job_warm_start_defaults_are_the_schemas():
+    top = schema_defaults()
+    fields = {f.name: f.default for f in dataclasses.fields(TrialJob)}
+    assert (top["warm_start"], top["warm_modules"]) == (
+        fields["warm_start"],
+        list(fields["warm_modules"]),
+    )

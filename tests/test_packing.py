@@ -189,6 +189,7 @@ def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
         ["countdown"],
         epochs=4,
         pack=3,
+        pack_parallel=1,
         pruning={"method": "asha", "eta": 2, "min_t": 1, "min_peers": 2},
     )
     config["parameters"]["offset"] = {"kind": "grid", "values": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}

@@ -214,6 +214,10 @@ def test_a_packed_sweep_on_slurm_matches_the_unpacked_local_run(tmp_path):
     for trial_id in records(slurm_root, 2):
         (segment,) = segments(slurm_root, trial_id)
         assert segment["end"]["outcome"] == "completed"
+    # Each member was a fork of its pack job's warm-start server (docs/speed.md): one per job.
+    for log in (slurm_root / "logs" / "train").glob("*.log"):
+        assert "=== warm start" not in log.read_text(), log.read_text()
+    assert len(list((slurm_root / "logs" / "warm").glob("server-*.log"))) == 2
 
 
 # -- 5. a real failure -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ problem, then adds what a schema cannot say (low < high, grid-able kinds).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +44,7 @@ def check_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> N
         messages.append(str(error))
     messages += layout_problems(config)
     messages += script_problems(config)
+    messages += warm_module_problems(config)
     if messages:
         raise ConfigError("\n  ".join(["invalid sweep config:", *messages]))
 
@@ -61,6 +63,19 @@ def script_problems(config: Mapping[str, Any]) -> list[str]:
     if not os.access(script, os.R_OK):
         return [f"script: {script!r} is not readable ({where})"]
     return []
+
+
+def warm_module_problems(config: Mapping[str, Any]) -> list[str]:
+    """Each of ``warm_modules`` must be found now (its top package, without importing it): a
+    typo would otherwise only show as a warm-start refusal in every trial's log."""
+    problems = []
+    for name in config.get("warm_modules") or []:
+        top = name.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            problems.append(
+                f"warm_modules: {name!r} cannot be imported (no module {top!r} in this Python)"
+            )
+    return problems
 
 
 def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:

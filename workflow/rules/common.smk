@@ -4,6 +4,7 @@ import os
 import sys
 
 from snakesweep.store import contract
+from snakesweep.job.warm_start import owner_token
 from snakesweep.cluster.layout import ProcessLayout
 from snakesweep.store.plan_file import write_plan
 from snakesweep.store.retry_request import read_requests, wanted_request
@@ -24,6 +25,11 @@ if workflow.is_main_process and plan_note(SWEEP, config):
 
 ROOT = str(SWEEP.root)
 LAYOUT = ProcessLayout.from_resources(config["resources"])
+
+# The warm start's servers serve this controller's local jobs and end with it (docs/speed.md).
+# In the environment, not in params: a params change would make Snakemake rerun trials.
+if workflow.is_main_process:
+    os.environ[contract.ENV_WARM_OWNER] = owner_token()
 
 
 wildcard_constraints:

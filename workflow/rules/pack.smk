@@ -2,8 +2,6 @@
 # train_pack writes each member's own record in its trial folder; packed_record copies it to
 # the record every other rule reads, so pruning, the leaderboard and the plots are unchanged.
 
-from snakesweep.job.pack_job import copy_packed_record
-
 
 rule train_pack:
     input:
@@ -44,8 +42,9 @@ rule packed_record:
         pack_of_record,
     output:
         result=f"{ROOT}/{contract.RESULT_PATH}",
-    # A copy of a file the pack's job wrote: nothing to retry. In the controller's process
-    # (run:, not script:), so that a record costs no Python start.
+    # A copy of a file the pack's job wrote: nothing to retry. A shell command run from the
+    # controller's thread pool costs milliseconds; a local `run:` job would start a whole
+    # Snakemake process (~1.5 s each, docs/speed.md). cp to a temporary name, then mv: atomic.
     log:
         f"{ROOT}/logs/packs/records/{{trial_id}}-{{budget}}ep.log",
     retries: 0
@@ -54,5 +53,14 @@ rule packed_record:
         packed=lambda wildcards: str(
             packed_result_path(SWEEP.trial_dir(wildcards.trial_id), wildcards.budget)
         ),
-    run:
-        copy_packed_record(params.packed, output.result, log[0], input[0])
+    # A shell copy: under the local executor a run: job starts a whole Snakemake process
+    # (~1.5 s), a shell: job runs from the controller's thread pool (docs/speed.md). A member
+    # record that is gone (its folder deleted to start it over) is said with what to do.
+    shell:
+        "if [ ! -f {params.packed:q} ]; then"
+        ' echo "{params.packed}: missing after its pack job ended. If its trial folder was'
+        " deleted to start the trial over, delete its pack's marker {input} as well: the pack"
+        ' then trains that member afresh and keeps the others records (docs/retry.md)" >&2;'
+        " exit 1; fi;"
+        " cp {params.packed:q} {output.result:q}.tmp && mv {output.result:q}.tmp {output.result:q}"
+        " && echo copied from {params.packed:q} > {log:q}"

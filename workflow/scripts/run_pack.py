@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from snakesweep.job.launch import TrialJob, checkpoint_fields
+from snakesweep.job.launch import TrialJob, checkpoint_fields, warm_fields
 from snakesweep.job.pack_job import Member, finish_pack, run_pack
 from snakesweep.store.atomic import write_json
 
@@ -25,6 +25,7 @@ members = [
             log_path=Path(m["log"]),
             threads=sm.params.cpus,
             **checkpoint_fields(ckpt),
+            **warm_fields(sm.config, Path(sm.log[0])),
         ),
         record=Path(m["record"]),
     )

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from snakesweep.cluster.layout import ProcessLayout
-from snakesweep.job.launch import TrialJob, checkpoint_fields
+from snakesweep.job.launch import TrialJob, checkpoint_fields, warm_fields
 from snakesweep.job.training_job import run_training_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -26,6 +26,7 @@ job = TrialJob(
     processes_per_node=layout.processes_per_node,
     nodes=layout.nodes,
     **checkpoint_fields(ckpt),
+    **warm_fields(sm.config, Path(sm.log[0])),
 )
 os.environ.update(sm.params.extra_env)  # ASHA's rung settings, when on
 # provenance.json before and after the segment, then the trackers switched on in `tracking`

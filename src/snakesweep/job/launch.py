@@ -29,7 +29,7 @@ from typing import Any
 
 from snakesweep.cluster import slurm_job
 from snakesweep.cluster.layout import threads_per_process
-from snakesweep.job import spawn
+from snakesweep.job import spawn, warm_start
 from snakesweep.job.trial_lock import TrialLock
 from snakesweep.report.results import best_epoch, is_finite
 from snakesweep.store import contract
@@ -84,6 +84,12 @@ class TrialJob:
     processes_per_node: int = 1
     nodes: int = 1
     python: str = field(default_factory=lambda: sys.executable)
+    #: Start a one-process trial as a fork of a prepared server (warm_start, docs/speed.md),
+    #: which has imported torch, numpy, snakesweep and ``warm_modules``.
+    warm_start: bool = True
+    warm_modules: tuple[str, ...] = ()
+    #: Where warm-start servers write their logs (None: beside their socket).
+    warm_log_dir: Path | None = None
 
     @property
     def threads_per_process(self) -> int:
@@ -106,6 +112,17 @@ def checkpoint_fields(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """TrialJob's checkpoint fields from the validated config's ``checkpoint`` section, so the
     training rule and the pack rule pass the same settings the same way."""
     return {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+
+
+def warm_fields(config: Mapping[str, Any], job_log: Path) -> dict[str, Any]:
+    """TrialJob's warm-start fields from the validated config, read by the rules' scripts
+    (not rule params: switching the warm start must not make Snakemake rerun trials).
+    Servers log beside the jobs' logs (``logs/warm/``)."""
+    return {
+        "warm_start": bool(config["warm_start"]),
+        "warm_modules": tuple(config["warm_modules"]),
+        "warm_log_dir": job_log.parent.parent / "warm",
+    }
 
 
 def format_argument(value: Any) -> str:
@@ -363,7 +380,14 @@ def _run_ranks(
     that stands for the segment and which process it came from (for error messages)."""
     world = job.processes_per_node * job.nodes
     if world == 1:
-        return _run_child(argv, env, log, signals), "training script"
+        code = None
+        if job.warm_start:  # ranks of a multi-process trial always start fresh
+            code = warm_start.run_warm(
+                job.python, argv[1:], env, log, signals, job.warm_modules, job.warm_log_dir
+            )
+        if code is None:
+            code = _run_child(argv, env, log, signals)
+        return code, "training script"
     if job.nodes == 1:
         decided, _ = spawn.run_ranks(argv, env, log, signals, world, job.threads_per_process)
         return decided.code, f"training script (rank {decided.rank} of {world})"

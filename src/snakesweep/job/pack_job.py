@@ -33,6 +33,7 @@ from snakesweep.cluster.layout import thread_env
 from snakesweep.cluster.packing import slot_cpus, slot_gpus
 from snakesweep.job.launch import FORWARDED_SIGNALS, TrialJob, continue_in_requeued_job, run_segment
 from snakesweep.job.training_job import run_training_job
+from snakesweep.job.warm_start import owner_token
 from snakesweep.store import contract
 from snakesweep.store.atomic import write_json
 from snakesweep.store.jsonl import read_json
@@ -67,6 +68,8 @@ def run_pack(
     1 means a member's process itself broke (not its trial: a failed trial is a record and 0).
     """
     env = dict(os.environ if env is None else env)
+    if slurm_job.job_id(env):  # the members' warm-start server lives and ends with this job
+        env[contract.ENV_WARM_OWNER] = owner_token(env=env)
     say = say or (lambda text: print(f"snakesweep pack: {text}", file=sys.stderr, flush=True))
     state: dict[str, int] = dict(read_json(state_path) or {})
     queue = []
@@ -134,26 +137,6 @@ def finish_pack(state_path: Path) -> None:
     """Forget the pack's run state once it succeeded: a later run (asked for by deleting its
     marker, ``--forcerun``) runs failed members again, as for unpacked trials."""
     state_path.unlink(missing_ok=True)
-
-
-def copy_packed_record(
-    packed: str | os.PathLike,
-    record: str | os.PathLike,
-    log: str | os.PathLike,
-    pack: str | os.PathLike = "(its pack's marker)",
-) -> None:
-    """Copy a member's own record to the one every rule reads (the packed_record rule)."""
-    data = read_json(Path(packed))
-    if data is None:
-        raise FileNotFoundError(
-            f"{packed}: missing or unreadable after its pack's job ended. If its trial folder "
-            f"was deleted to start the trial over, delete its pack's marker {pack} as well: "
-            "the pack then trains that member afresh and keeps the others' records "
-            "(docs/retry.md)"
-        )
-    write_json(Path(record), data)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    Path(log).write_text(f"{data.get('trial_id')}: {data.get('status')} (from {packed})\n")
 
 
 def _keep_record(member: Member) -> bool:

@@ -44,6 +44,10 @@ ENV_CHECKPOINT_MAX_OVERHEAD = "SNAKESWEEP_CHECKPOINT_MAX_OVERHEAD"
 #: Name of the metric the sweep optimises, and its mode (min or max).
 ENV_METRIC = "SNAKESWEEP_METRIC"
 ENV_MODE = "SNAKESWEEP_MODE"
+#: "0" in the environment: every trial starts as a fresh process (no warm start, docs/speed.md).
+ENV_WARM_START = "SNAKESWEEP_WARM_START"
+#: Who a warm-start server serves (snakesweep.job.warm_start.owner_token).
+ENV_WARM_OWNER = "SNAKESWEEP_WARM_OWNER"
 
 #: Local emulation of a job time limit (set by the user or a test, read by the launcher):
 #: each segment gets this many seconds, as if its job had a time limit.
