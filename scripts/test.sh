@@ -7,17 +7,19 @@
 # SNAKESWEEP_REQUIRE_SLURM=1 (CI) a missing cluster fails the run instead of
 # skipping those tests. Extra arguments go to pytest.
 #
-# The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in
-# this process). Slurm tests stay on one worker, one after another (tests/conftest.py).
+# The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 3: most tests wait on
+# subprocesses, Snakemake and the cluster more than they compute; 0 runs them in
+# this process). Slurm tests stay on one worker, one after another (tests/conftest.py:
+# pytest_xdist_make_scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
 if [[ ${SNAKESWEEP_START_SLURM:-0} == 1 ]]; then
     bash scripts/slurm-cluster.sh up
 fi
-workers=${SNAKESWEEP_TEST_WORKERS:-2}
+workers=${SNAKESWEEP_TEST_WORKERS:-3}
 parallel=()
 if [[ $workers != 0 ]]; then
-    parallel=(-n "$workers" --dist loadgroup)
+    parallel=(-n "$workers")
 fi
 exec .venv/bin/python -m pytest "${parallel[@]}" "$@"

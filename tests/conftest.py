@@ -172,21 +172,42 @@ GATES = {
 }
 
 
-#: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): run
-#: on one worker, so that ``pytest -n`` builds it once.
+#: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): each
+#: runs on one worker, so that ``pytest -n`` builds it once.
 SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
+#: The files of the Slurm tests: one worker runs them all, one after another, because they
+#: share one small cluster and some measure time limits on it.
+SLURM_FILES = {"test_slurm.py", "test_slurm_ddp.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``scripts/test.sh`` runs ``pytest -n 2``: every test is its own unit of work, except the
+    groups above. (xdist's ``--dist loadgroup`` does not group under pytest 9.2: it renames
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SweepScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            if name in SLURM_FILES:
+                return "slurm"
+            if name in SHARED_FIXTURE_FILES:
+                return name
+            return nodeid
+
+    return SweepScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep what must not run side by side on one worker (``scripts/test.sh`` runs ``-n 2
-    --dist loadgroup``): every Slurm test, because they share one small cluster and some
-    measure time limits on it, and each file in :data:`SHARED_FIXTURE_FILES`; then skip (or,
-    where required, refuse) what needs a Slurm or a browser that is not there."""
-    for item in items:
-        if "slurm" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("slurm"))
-        elif item.path.name in SHARED_FIXTURE_FILES:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    """Skip (or, where required, refuse) what needs a Slurm or a browser that is not there; a
+    Slurm test outside :data:`SLURM_FILES` would escape the one-worker rule, so it is refused."""
+    strays = sorted(
+        item.nodeid
+        for item in items
+        if "slurm" in item.keywords and item.path.name not in SLURM_FILES
+    )
+    if strays:
+        raise pytest.UsageError(f"Slurm tests outside {sorted(SLURM_FILES)}: {strays}")
     for marker, (available, require) in GATES.items():
         needs = [item for item in items if marker in item.keywords]
         if not needs:

@@ -596,3 +596,25 @@ def test_a_killed_controller_restarts_without_training_anything_twice(tmp_path):
                 assert "is being trained by" in text or "already finished at 6 epochs" in text, (
                     f"{log} neither waited for the lock nor found the trial finished"
                 )
+
+
+# -- strategy tpe: rounds are local rules, trials SLURM jobs -----------------------------------
+
+
+def test_tpe_rounds_on_slurm_equal_the_local_rounds(tmp_path):
+    """Through profiles/slurm the trials are SLURM jobs and the rounds local rules: the same
+    round files and leaderboard as a local run."""
+    from test_tpe_workflow import board, round_bytes, round_trials, tpe_config
+
+    local, slurm = tmp_path / "local", tmp_path / "slurm"
+    run_workflow(local, tpe_config(local, n_trials=4, round_size=2), env=ENV)
+    proc = run_workflow(slurm, tpe_config(slurm, n_trials=4, round_size=2), *SLURM_ARGS, env=ENV)
+    root = slurm / "results" / "tpe"
+    assert round_bytes(root) == round_bytes(local / "results" / "tpe")
+    assert list(round_bytes(root)) == ["round-0.json", "round-1.json"]
+    assert board(root) == board(local / "results" / "tpe")
+    assert "snakesweep: tpe: 4 trials (4 completed)" in proc.stdout
+    for k in (0, 1):
+        for t in round_trials(root, k):
+            record = json.loads((root / "trials" / t / "result-2.json").read_text())
+            assert len(record["slurm_job_ids"]) == 1

@@ -224,23 +224,3 @@ def test_a_controller_killed_during_round_1_restarts_to_the_same_rounds(tmp_path
                     if e.get("event") == "start"
                 ]
                 assert len(starts) == 1
-
-
-@pytest.mark.slurm
-def test_tpe_rounds_on_slurm_equal_the_local_rounds(tmp_path):
-    """Through profiles/slurm the trials are SLURM jobs and the rounds local rules: the same
-    round files and leaderboard as a local run."""
-    from test_slurm import ENV, SLURM_ARGS
-
-    local, slurm = tmp_path / "local", tmp_path / "slurm"
-    run_workflow(local, tpe_config(local, n_trials=4, round_size=2), env=ENV)
-    proc = run_workflow(slurm, tpe_config(slurm, n_trials=4, round_size=2), *SLURM_ARGS, env=ENV)
-    root = slurm / "results" / "tpe"
-    assert round_bytes(root) == round_bytes(local / "results" / "tpe")
-    assert list(round_bytes(root)) == ["round-0.json", "round-1.json"]
-    assert board(root) == board(local / "results" / "tpe")
-    assert "snakesweep: tpe: 4 trials (4 completed)" in proc.stdout
-    for k in (0, 1):
-        for t in round_trials(root, k):
-            record = json.loads((root / "trials" / t / "result-2.json").read_text())
-            assert len(record["slurm_job_ids"]) == 1

@@ -98,6 +98,10 @@ def test_a_trial_ends_alone_with_its_own_exit_status(tmp_path, owner):
     assert probe(tmp_path, owner, "exit", "--then=exit-75")[0] == contract.EXIT_CONTINUE
     code, _, log = probe(tmp_path, owner, "raise", "--then=raise")
     assert code == 1 and "ValueError: boom from the probe" in log
+    # the traceback a fresh interpreter prints: from the script's frame on (a failed trial's
+    # record quotes the log's last lines)
+    traceback = log[log.index("Traceback (most recent call last):") :]
+    assert "fork_server" not in traceback and "runpy" not in traceback, traceback
     code, state, log = probe(tmp_path, owner, "after")  # the server survived its trials
     assert code == 0 and state["preloaded"], log
     servers = list((tmp_path / "servers").glob("server-*.log"))

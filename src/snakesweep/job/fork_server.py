@@ -312,10 +312,15 @@ def _run_main(script: str) -> int:
     except SystemExit as stop:
         code = _exit_code(stop.code)
     except KeyboardInterrupt:
-        traceback.print_exc()
+        etype, value, tb = sys.exc_info()
+        traceback.print_exception(etype, value, _from_script(tb, script))
         code, interrupted = 1, True
     except BaseException:  # noqa: BLE001 (as the interpreter: print it, exit 1)
-        sys.excepthook(*sys.exc_info())
+        etype, value, tb = sys.exc_info()
+        # The hook prints the exception's own __traceback__ when it has one, not ``tb``.
+        assert value is not None
+        value = value.with_traceback(_from_script(tb, script))
+        sys.excepthook(etype, value, value.__traceback__)
         code = 1
     threading_shutdown = getattr(threading, "_shutdown", None)
     if threading_shutdown is not None:
@@ -326,6 +331,19 @@ def _run_main(script: str) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     return code
+
+
+def _from_script(tb: Any, script: str) -> Any:
+    """The traceback from the script's first frame on, as a fresh interpreter prints it: the
+    server's and runpy's frames above it would lengthen the log's tail, which a failed trial's
+    record quotes."""
+    wanted = os.path.realpath(script)
+    frame = tb
+    while frame is not None:
+        if os.path.realpath(frame.tb_frame.f_code.co_filename) == wanted:
+            return frame
+        frame = frame.tb_next
+    return tb
 
 
 def _exit_code(value: Any) -> int:
