@@ -52,15 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--mode", choices=["min", "max"], help="whether smaller or larger is better"
     )
-    status.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=5.0,
-        default=None,
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 5) until Ctrl-C",
-    )
+    add_watch(status, "refresh every SECONDS (default 5) until Ctrl-C")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     status.add_argument(
         "--top", type=int, default=20, help="leaderboard rows to show (0: all; default 20)"
@@ -98,15 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     optuna.add_argument(
         "--mode", choices=["min", "max"], help="whether smaller or larger is better"
     )
-    optuna.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=5.0,
-        default=None,
-        metavar="SECONDS",
-        help="bring FILE up to date every SECONDS (default 5) until Ctrl-C",
-    )
+    add_watch(optuna, "bring FILE up to date every SECONDS (default 5) until Ctrl-C")
     optuna.set_defaults(handler=cmd_export_optuna)
     return parser
 
@@ -169,6 +153,13 @@ def watch(
     except KeyboardInterrupt:
         out.write("\n")
         return 0
+
+
+def add_watch(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--watch [SECONDS]``: repeat every SECONDS (5 when given bare) until Ctrl-C."""
+    parser.add_argument(
+        "--watch", nargs="?", type=float, const=5.0, default=None, metavar="SECONDS", help=help
+    )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
