@@ -97,6 +97,25 @@ def test_a_lower_rungs_record_describes_that_rung_only(tmp_path):
     assert (record["epochs_done"], record["final"], len(record["history"])) == (1, 0.5, 1)
 
 
+def test_the_records_slurm_job_ids_keep_the_order_the_trial_ran_in(tmp_path):
+    # Job 10 ran after job 9 (a retry in a new job): a string sort would put "10" first.
+    from snakesweep.job.launch import build_record
+    from snakesweep.store.trial_folder import (
+        append_segment_event,
+        read_segments,
+        segment_end,
+        segment_start,
+    )
+
+    job = make_job(tmp_path)
+    job.trial_dir.mkdir()
+    for segment, job_id in enumerate(["9", "9", "10"], start=1):
+        append_segment_event(job.trial_dir, segment_start(segment, 1, segment, "node", 1, job_id))
+        append_segment_event(job.trial_dir, segment_end(segment, segment + 0.5, 0, "completed"))
+    record = build_record(job, "completed", None, read_segments(job.trial_dir))
+    assert record["slurm_job_ids"] == ["9", "10"]
+
+
 def test_a_failed_trial_runs_again_when_its_record_is_deleted(tmp_path):
     job = make_job(tmp_path, script=str(tmp_path / "broken.py"))
     (tmp_path / "broken.py").write_text("raise SystemExit('bug in my script')\n")

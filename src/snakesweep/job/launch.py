@@ -521,7 +521,7 @@ def build_record(
         "segments": counts.segments,
         # Extra segments at the same budget: time limits, preemption, kills (not rungs).
         "restarts": counts.restarts,
-        "slurm_job_ids": sorted(slurm_job_ids(events)),
+        "slurm_job_ids": slurm_job_ids(events),  # in order of first use
         "error": error,
         "log": str(job.log_path),
         "history": history,
