@@ -34,11 +34,16 @@ include: "workflow/rules/common.smk"
 
 
 # pbt: members train generation by generation (docs/pbt.md); pack > 1: one job trains
-# several trials (docs/packing.md); else one job per trial.
+# several trials, or several members' generation (docs/packing.md); else one job per trial.
 if config.get("pbt") is not None:
 
     include: "workflow/rules/pbt_common.smk"
     include: "workflow/rules/pbt.smk"
+
+
+if config.get("pbt") is not None and config["pack"] == 1:
+
+    include: "workflow/rules/pbt_member.smk"
 
 elif config["pack"] > 1:
 

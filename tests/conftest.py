@@ -175,22 +175,31 @@ GATES = {
 #: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): each
 #: runs on one worker, so that ``pytest -n`` builds it once.
 SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
-#: The files of the Slurm tests: one worker runs them all, one after another, because they
-#: share one small cluster and some measure time limits on it.
-SLURM_FILES = {"test_slurm.py", "test_slurm_ddp.py"}
+#: The files of the Slurm tests and the worker group each runs in: the tests of a group run on
+#: one worker, one after another. Two groups share the one small cluster at a time; every
+#: assertion about time there is measured from its own job's start and end.
+SLURM_FILES = {
+    "test_slurm.py": "slurm",
+    "test_slurm_ddp.py": "slurm-ddp-pbt",
+    "test_slurm_pbt.py": "slurm-ddp-pbt",
+}
+
+
+def _file_name(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``scripts/test.sh`` runs ``pytest -n 2``: every test is its own unit of work, except the
+    """``scripts/test.sh`` runs ``pytest -n 3``: every test is its own unit of work, except the
     groups above. (xdist's ``--dist loadgroup`` does not group under pytest 9.2: it renames
     ``item._nodeid``, which pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class SweepScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            name = _file_name(nodeid)
             if name in SLURM_FILES:
-                return "slurm"
+                return SLURM_FILES[name]
             if name in SHARED_FIXTURE_FILES:
                 return name
             return nodeid
@@ -200,7 +209,10 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     """Skip (or, where required, refuse) what needs a Slurm or a browser that is not there; a
-    Slurm test outside :data:`SLURM_FILES` would escape the one-worker rule, so it is refused."""
+    Slurm test outside :data:`SLURM_FILES` would escape the one-worker rule, so it is refused.
+
+    The Slurm groups come first, then the shared-fixture files: workers take groups in this
+    order, and the longest chains of tests must start first or they end the run last."""
     strays = sorted(
         item.nodeid
         for item in items
@@ -208,6 +220,15 @@ def pytest_collection_modifyitems(config, items):
     )
     if strays:
         raise pytest.UsageError(f"Slurm tests outside {sorted(SLURM_FILES)}: {strays}")
+    items.sort(
+        key=lambda item: (
+            0
+            if item.path.name in SLURM_FILES
+            else 1
+            if item.path.name in SHARED_FIXTURE_FILES
+            else 2
+        )
+    )
     for marker, (available, require) in GATES.items():
         needs = [item for item in items if marker in item.keywords]
         if not needs:

@@ -59,7 +59,6 @@ def record(tid, final, status="completed", lr=0.01):
     ("overrides", "message"),
     [
         ({"pruning": {"method": "sha"}}, "pruning.method: 'sha' cannot be combined with pbt"),
-        ({"pack": 4}, "pack: 4 cannot be combined with pbt"),
         ({"epochs": 5}, "pbt.interval: epochs (5) must be a multiple of interval (2)"),
         ({"epochs": 2}, "makes one generation"),
         (

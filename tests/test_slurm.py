@@ -360,32 +360,35 @@ def test_a_continuation_requeues_its_job_and_reads_as_normal(tmp_path):
 
 # -- 2 and 3. a time limit shorter than the training, and `scontrol requeue` ----------------
 
-LONG_BATCH, REQUEUE_BATCH = 8, 32
-#: Batch size 8 trains ~2.9 s per epoch on an idle core: 18 epochs (~52 s) cannot fit in one
-#: 1-minute job (~4 s of start-up, 15 s margin), so it needs 2 segments idle, 3 on a loaded machine.
-LONG_EPOCHS = 18
+LONG_BATCH, REQUEUE_BATCH = 16, 32
+#: tests/fixtures/paced_train.py sleeps STEP_S after each of its steps (a slow accelerator), so a
+#: trial's wall time follows the clock, not the machine's load: batch size 16 is 22 steps, 5.5 s
+#: per epoch, and its 12 epochs (66 s) cannot fit in one 1-minute job (start-up, 15 s margin);
+#: batch size 32 (2.75 s per epoch, 33 s) fits, and is requeued after its first epoch.
+STEP_S = 0.25
+LONG_EPOCHS = 12
 
 
 @pytest.fixture(scope="module")
 def long_sweep(tmp_path_factory):
-    """Two trials on SLURM with a 1-minute limit: batch size 8 needs 2-3 jobs; batch size 32 fits
-    in one but is requeued (`scontrol requeue`) after its first epoch. Then the same sweep
-    locally, uninterrupted. LONG: ~2.5-4 min, most of it the 1-minute limit and the requeue."""
+    """Two trials on SLURM with a 1-minute limit: batch size 16 needs 2-3 jobs; batch size 32 fits
+    in one but is requeued (`scontrol requeue`) after its first epoch. Beside it the same sweep
+    locally, uninterrupted (the steps wait more than they compute, so neither run slows the
+    other). LONG: ~1.5-2 min, most of it the 1-minute limit and the requeue."""
     tmp = tmp_path_factory.mktemp("long")
 
     def config(name):
         return {
             "sweep": "long",
             "results_dir": str(tmp / name / "results"),
-            "script": str(REPO / "scripts" / "train.py"),
-            "metric": "val_accuracy",
-            "mode": "max",
+            "script": str(REPO / "tests" / "fixtures" / "paced_train.py"),
+            "metric": "val_mse",
+            "mode": "min",
             "epochs": LONG_EPOCHS,
             "strategy": "grid",
             "parameters": {
-                "lr": {"kind": "fixed", "value": 0.001},
-                "width": {"kind": "fixed", "value": 1024},
-                "depth": {"kind": "fixed", "value": 3},
+                "lr": {"kind": "fixed", "value": 0.003},
+                "step_seconds": {"kind": "fixed", "value": STEP_S},
                 "batch_size": {"kind": "grid", "values": [LONG_BATCH, REQUEUE_BATCH]},
             },
             "resources": {"runtime": 1, "mem_mb": 1000, "cpus": 1, "gpus": 0},
@@ -399,6 +402,7 @@ def long_sweep(tmp_path_factory):
         }
 
     root = tmp / "slurm" / "results" / "long"
+    local = run_in_background(lambda: run_workflow(tmp / "local", config("local"), env=ENV))
     proc = start_controller(tmp / "slurm", config("slurm"), *SLURM_ARGS)
     try:
         # The requeued trial: the one with batch size 32, once it has an epoch (and a checkpoint).
@@ -417,9 +421,7 @@ def long_sweep(tmp_path_factory):
     finally:
         if proc.poll() is None:
             proc.kill()
-    # The uninterrupted reference, afterwards: run beside the SLURM jobs (even only beside the
-    # long trial's last job) it slows them into one more segment, which costs as much as it saves.
-    run_workflow(tmp / "local", config("local"), env=ENV)
+    local()
     return {
         "root": root,
         "local": tmp / "local" / "results" / "long",

@@ -12,9 +12,12 @@ pytestmark = pytest.mark.e2e
 
 
 def train_jobs_run(proc) -> int:
-    """How many train_trial jobs Snakemake ran, from its job-stats table."""
-    match = re.search(r"^train_trial\s+(\d+)$", proc.stdout + proc.stderr, re.M)
-    return int(match.group(1)) if match else 0
+    """How many training jobs (one trial, a PBT member or a pack) Snakemake ran, from its
+    job-stats table."""
+    text = proc.stdout + proc.stderr
+    return sum(
+        int(n) for n in re.findall(r"^(?:train_trial|train_member|train_pack)\s+(\d+)$", text, re.M)
+    )
 
 
 def test_demo_sweep_end_to_end(tmp_path):
@@ -129,3 +132,22 @@ def test_example_sweeps_plan_cleanly(tmp_path):
         )
         plan = run_workflow(tmp_path / example.stem, config, "-n")
         assert train_jobs_run(plan) > 0, example.name
+
+
+@pytest.mark.parametrize(
+    "example",
+    ["demo", *sorted(p.stem for p in (REPO / "config" / "examples").glob("*.yaml"))],
+)
+@pytest.mark.parametrize("pack", [1, 3])
+def test_the_workflow_lints_clean_for_every_shipped_sweep(tmp_path, example, pack):
+    """`snakemake --lint` finds nothing, with one job per trial and with packs (their rules
+    differ), for the demo and every example."""
+    path = REPO / "config" / ("config.yaml" if example == "demo" else f"examples/{example}.yaml")
+    config = yaml.safe_load(path.read_text())
+    config.update(
+        results_dir=str(tmp_path / "results"),
+        script=str(REPO / "scripts" / "train.py"),
+        pack=pack,
+    )
+    proc = run_workflow(tmp_path, config, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr

@@ -21,9 +21,7 @@ rule train_pack:
         **pack_resources(),
     params:
         members=pack_members,
-        budget=lambda wildcards: SWEEP.brackets[int(wildcards.bracket)].budgets[
-            int(wildcards.rung)
-        ],
+        budget=pack_budget,
         state=lambda wildcards: f"{ROOT}/{contract.PACK_STATE_PATH.format(name=the_pack(wildcards).name)}",
         slots=pack_size_slots,
         cpus=config["resources"]["cpus"],
@@ -49,6 +47,8 @@ rule packed_record:
         f"{ROOT}/logs/packs/records/{{trial_id}}-{{budget}}ep.log",
     retries: 0
     localrule: True
+    conda:
+        "../../environment.yml"
     params:
         packed=lambda wildcards: str(
             packed_result_path(SWEEP.trial_dir(wildcards.trial_id), wildcards.budget)

@@ -1,6 +1,7 @@
 # Packed trials (pack > 1): which trials share a job, and what the job asks for
 # (docs/packing.md). The pure planning is snakesweep.cluster.packing; this file ties it to the sweep
-# plan and Snakemake's checkpoints.
+# plan and Snakemake's checkpoints. A pack trains its members through one stage: a rung of a
+# bracket, or with PBT a generation (bracket 0, rung = generation; docs/pbt.md).
 
 from snakesweep.cluster.packing import (
     PACK_NAME,
@@ -19,12 +20,35 @@ PACK_WILDCARDS = PACK_NAME.format(
 _PACKS = {}  # (bracket, rung) -> its packs, once the rung's trials are known
 
 
+def stage_budget(bracket, rung):
+    """The epochs a pack of this stage trains its members to."""
+    if SWEEP.pbt is not None:
+        return SWEEP.pbt.budgets[rung]
+    return SWEEP.brackets[bracket].budgets[rung]
+
+
+def stage_trials(bracket, rung):
+    """The trials a stage trains, in sweep order: a rung's live trials, or (PBT) every member
+    in every generation."""
+    if SWEEP.pbt is not None:
+        return list(SWEEP.trials)
+    order = bracket_trial_ids(bracket)
+    return in_sweep_order(alive_trials(bracket, rung), order)
+
+
+def stage_params(trial_id, bracket, rung):
+    """A member's parameters at this stage (PBT: the generation's decision says them)."""
+    if SWEEP.pbt is not None:
+        return params_in_generation(trial_id, rung)
+    return plan_params(trial_id)
+
+
 def rung_packs(bracket, rung):
-    """The packs of one rung of one bracket: its live trials in sweep order, PACK at a time."""
+    """The packs of one stage: its trials in sweep order, PACK at a time."""
     if (bracket, rung) not in _PACKS:
-        order = bracket_trial_ids(bracket)
-        alive = in_sweep_order(alive_trials(bracket, rung), order)
-        _PACKS[bracket, rung] = make_packs(bracket, rung, alive, PACK)
+        _PACKS[bracket, rung] = make_packs(
+            bracket, rung, stage_trials(bracket, rung), PACK
+        )
     return _PACKS[bracket, rung]
 
 
@@ -35,21 +59,30 @@ def pack_path(pack):
 _PACK_OF = {}  # (trial_id, budget) -> marker path
 
 
+def stages_training(trial_id, budget):
+    """The stages (bracket, rung) that may train this trial to this budget, in order; lazily:
+    with rounds, asking a later round for its trials raises until that round is known.
+    """
+    if SWEEP.pbt is not None:
+        yield 0, SWEEP.pbt.generation_of(budget)
+        return
+    # Brackets in order (Hyperband brackets share trials).
+    for bracket in SWEEP.brackets:
+        if budget in bracket.budgets and trial_id in bracket_trial_ids(bracket.index):
+            yield bracket.index, bracket.budgets.index(budget)
+
+
 def pack_of_record(wildcards):
-    """The marker of the pack that trains this trial at this budget."""
+    """The marker of the pack that trains this trial at this budget: the first stage's."""
     key = (wildcards.trial_id, int(wildcards.budget))
     if key not in _PACK_OF:
         tid, budget = key
-        for bracket in SWEEP.brackets:
-            # Brackets in order, up to the first that trains it at this budget (Hyperband
-            # brackets share trials; with rounds, the later rounds may be unknown yet).
-            if tid in bracket_trial_ids(bracket.index) and budget in bracket.budgets:
-                rung = bracket.budgets.index(budget)
-                for pack in rung_packs(bracket.index, rung):
-                    for member in pack.members:
-                        _PACK_OF.setdefault((member, budget), pack_path(pack))
-                if key in _PACK_OF:
-                    break
+        for bracket, rung in stages_training(tid, budget):
+            for pack in rung_packs(bracket, rung):
+                for member in pack.members:
+                    _PACK_OF.setdefault((member, budget), pack_path(pack))
+            if key in _PACK_OF:
+                break
         if key not in _PACK_OF:
             raise ValueError(
                 f"trial {tid} is not trained at {budget} epochs in this sweep"
@@ -72,19 +105,27 @@ def the_pack(wildcards):
 
 
 def pack_decision(wildcards):
-    """A later rung's pack depends on the promotion that made it."""
+    """A later rung's pack depends on the promotion that made it; a later generation's on the
+    decision after the one before."""
     rung = int(wildcards.rung)
+    if SWEEP.pbt is not None:
+        return generation_inputs(rung)
     if rung == 0:
         return []
     return checkpoints.promote_rung.get(bracket=wildcards.bracket, rung=rung - 1).output
 
 
+def pack_budget(wildcards):
+    return stage_budget(int(wildcards.bracket), int(wildcards.rung))
+
+
 def pack_members(wildcards):
-    budget = SWEEP.brackets[int(wildcards.bracket)].budgets[int(wildcards.rung)]
+    bracket, rung = int(wildcards.bracket), int(wildcards.rung)
+    budget = stage_budget(bracket, rung)
     return [
         {
             "trial_id": tid,
-            "params": plan_params(tid),
+            "params": stage_params(tid, bracket, rung),
             "trial_dir": str(SWEEP.trial_dir(tid)),
             "record": record_path(tid, budget),
             "packed_record": str(packed_result_path(SWEEP.trial_dir(tid), budget)),
@@ -97,7 +138,7 @@ def pack_members(wildcards):
 def pack_retries(wildcards):
     """Its members' retry requests: a retried member makes its pack run again (the members
     whose records are kept are not trained again)."""
-    budget = SWEEP.brackets[int(wildcards.bracket)].budgets[int(wildcards.rung)]
+    budget = pack_budget(wildcards)
     return [
         path
         for tid in the_pack(wildcards).members

@@ -1,31 +1,8 @@
 # Population based training (docs/pbt.md): every member trains `pbt.interval` epochs per
 # generation; a checkpoint rule between generations ranks them, copies the best members'
 # checkpoints over the worst and perturbs their parameters; the next generation's jobs are
-# made from its decision in results/<sweep>/generations/. Replaces train.smk when `pbt` is set.
-
-
-rule train_member:
-    input:
-        member_segment_inputs,
-    output:
-        result=f"{ROOT}/{contract.RESULT_PATH}",
-    log:
-        f"{ROOT}/{contract.TRAIN_LOG_PATH}",
-    conda:
-        "../../environment.yml"
-    threads: LAYOUT.threads
-    resources:
-        **training_resources(),
-    params:
-        hparams=member_params,
-        trial_dir=trial_dir,
-        script=config["script"],
-        metric=config["metric"],
-        mode=config["mode"],
-        checkpoint=config["checkpoint"],
-        extra_env={},
-    script:
-        "../scripts/run_trial.py"
+# made from its decision in results/<sweep>/generations/. The members' jobs come from
+# pbt_member.smk, or from pack.smk when `pack` > 1 (one job trains several members' generation).
 
 
 checkpoint pbt_generation:

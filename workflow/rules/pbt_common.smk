@@ -1,5 +1,6 @@
 # Population based training's shared state and input functions (docs/pbt.md); the rules
-# that use them are in pbt.smk. Included only when the config has a `pbt` block.
+# that use them are in pbt.smk, pbt_member.smk and (packed) pack.smk. Included only when the
+# config has a `pbt` block.
 
 from snakesweep.search.pbt import scheduled_params
 
@@ -15,30 +16,34 @@ def member_generation(wildcards):
     return PBT.generation_of(int(wildcards.budget))
 
 
-def member_segment_inputs(wildcards):
-    """What a member's segment waits for: the decision after the previous generation (PBT),
-    or its own previous segment (a replayed schedule)."""
-    generation = member_generation(wildcards)
+def generation_inputs(generation):
+    """What generation g's segments wait for: the decision after generation g-1 (PBT), or
+    each member's own previous segment (a replayed schedule)."""
     if generation == 0:
         return []
     if PBT.schedule is not None:
-        return [record_path(wildcards.trial_id, generation * PBT.interval)]
+        return [record_path(tid, generation * PBT.interval) for tid in SWEEP.trials]
     return checkpoints.pbt_generation.get(generation=generation - 1).output
 
 
-def member_params(wildcards):
-    """The member's parameters in this generation: sampled ones at first, then the decision's."""
-    generation = member_generation(wildcards)
-    start = SWEEP.trials[wildcards.trial_id]
+def member_segment_inputs(wildcards):
+    return generation_inputs(member_generation(wildcards))
+
+
+def params_in_generation(trial_id, generation):
+    """A member's parameters in a generation: sampled ones at first, then the decision's."""
+    start = SWEEP.trials[trial_id]
     if generation == 0 or PBT.schedule is not None:
         return scheduled_params(start, PBT, generation)
     # Raises Snakemake's "incomplete checkpoint" until the decision exists, as the input does.
     decision = read_json(
         checkpoints.pbt_generation.get(generation=generation - 1).output[0]
     )
-    return next(
-        m["params"] for m in decision["members"] if m["member"] == wildcards.trial_id
-    )
+    return next(m["params"] for m in decision["members"] if m["member"] == trial_id)
+
+
+def member_params(wildcards):
+    return params_in_generation(wildcards.trial_id, member_generation(wildcards))
 
 
 def generation_records(wildcards):

@@ -78,18 +78,12 @@ def parse_pbt(
     epochs: int,
     seed: int,
     pruning: str,
-    pack: int,
 ) -> PbtPlan:
     """Check the ``pbt`` block against the rest of the config; raise :class:`ConfigError`."""
     if pruning != "none":
         raise ConfigError(
             f"pruning.method: {pruning!r} cannot be combined with pbt (PBT replaces the worst "
             "members instead of stopping them); use method 'none' or remove the pbt block"
-        )
-    if pack > 1:
-        raise ConfigError(
-            f"pack: {pack} cannot be combined with pbt (generations rank every member between "
-            "segments, a pack would train several generations' members in one job); use pack: 1"
         )
     interval = block.get("interval")
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:

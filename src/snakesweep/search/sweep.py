@@ -293,9 +293,7 @@ def _population(
         raise ConfigError(
             f"pbt: must be a mapping with at least 'interval' and 'mutate', got {block!r}"
         )
-    plan = parse_pbt(
-        block, params, epochs=epochs, seed=seed, pruning=method, pack=int(config.get("pack", 1))
-    )
+    plan = parse_pbt(block, params, epochs=epochs, seed=seed, pruning=method)
     strategy = config.get("strategy", "random")
     if strategy not in ("random", "grid"):
         raise ConfigError(
