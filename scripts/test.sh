@@ -9,8 +9,8 @@
 #
 # The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 3: most tests wait on
 # subprocesses, Snakemake and the cluster more than they compute; 0 runs them in
-# this process). Slurm tests stay on one worker, one after another (tests/conftest.py:
-# pytest_xdist_make_scheduler).
+# this process). Slurm tests run in two groups, each on one worker, one test after another
+# (tests/conftest.py: pytest_xdist_make_scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
