@@ -7,7 +7,7 @@
 # SNAKESWEEP_REQUIRE_SLURM=1 (CI) a missing cluster fails the run instead of
 # skipping those tests. Extra arguments go to pytest.
 #
-# The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 3: most tests wait on
+# The tests run on SNAKESWEEP_TEST_WORKERS pytest-xdist workers (default 4: most tests wait on
 # subprocesses, Snakemake and the cluster more than they compute; 0 runs them in
 # this process). Slurm tests run in two groups, each on one worker, one test after another
 # (tests/conftest.py: pytest_xdist_make_scheduler).
@@ -17,7 +17,7 @@ bash scripts/setup-env.sh
 if [[ ${SNAKESWEEP_START_SLURM:-0} == 1 ]]; then
     bash scripts/slurm-cluster.sh up
 fi
-workers=${SNAKESWEEP_TEST_WORKERS:-3}
+workers=${SNAKESWEEP_TEST_WORKERS:-4}
 parallel=()
 if [[ $workers != 0 ]]; then
     parallel=(-n "$workers")

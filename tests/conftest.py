@@ -190,7 +190,7 @@ def _file_name(nodeid: str) -> str:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``scripts/test.sh`` runs ``pytest -n 3``: every test is its own unit of work, except the
+    """``scripts/test.sh`` runs ``pytest -n 4``: every test is its own unit of work, except the
     groups above. (xdist's ``--dist loadgroup`` does not group under pytest 9.2: it renames
     ``item._nodeid``, which pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling

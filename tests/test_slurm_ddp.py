@@ -2,7 +2,7 @@
 
 A 2-rank trial is one SLURM task holding both ranks' cores (resources.cpus 1 x
 processes_per_node 2); the launcher inside the job spawns the ranks (docs/ddp.md).
-Marked ``slurm``: skipped without a cluster. ~3-4 min on the 2-core test machine.
+Marked ``slurm``: skipped without a cluster. ~3 min on the 2-core test machine.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from test_slurm import (
     log_sections,
     no_overlap,
     records,
+    run_in_background,
     segments,
     start_controller,
     wait_for,
@@ -33,12 +34,13 @@ from snakesweep.session.checkpoint import load_latest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
-#: 2 ranks of width 512 with batch 8 (one thread each) train ~1.8 s per epoch on an idle
-#: 2-core machine. A 1-minute job keeps MARGIN_S free at its end, so after ~5 s of start-up
-#: a segment trains ~15 s (~8 epochs): 16 epochs need several segments, and each ends long
-#: before the limit, which keeps the test short. A loaded machine only adds segments.
-EPOCHS = 16
-MARGIN_S = 40
+#: The time-limit test trains tests/fixtures/paced_train.py on 2 ranks: 11 steps of STEP_S per
+#: epoch (2.75 s), whatever the machine's load. A 1-minute job keeps MARGIN_S free at its end,
+#: so after the ranks' start-up a segment trains ~20 s (~7 epochs): 12 epochs need several
+#: segments, and each ends long before the limit, which keeps the test short.
+EPOCHS = 12
+STEP_S = 0.25
+MARGIN_S = 30
 
 
 def ddp_config(
@@ -69,11 +71,48 @@ def ddp_config(
     }
 
 
+def paced_config(results: Path) -> dict:
+    config = ddp_config(results, script=REPO / "tests" / "fixtures" / "paced_train.py")
+    config.update(metric="val_mse", mode="min")
+    config["checkpoint"]["deadline_margin_s"] = MARGIN_S
+    config["parameters"] = {
+        "lr": {"kind": "fixed", "value": 0.003},
+        "step_seconds": {"kind": "fixed", "value": STEP_S},
+    }
+    return config
+
+
+def requeue_while_training(root: Path, trial: Path, proc: subprocess.Popen) -> str:
+    """`scontrol requeue` the trial's job once its running segment has finished an epoch (so
+    the ranks are past their start-up and hold a checkpoint); a job that is between two
+    segments (requeued by itself, pending) is asked again in its next one."""
+    epochs_at_first_sight: dict[int, int] = {}
+
+    def training():
+        segs = segments(root, trial.name)
+        if not segs or segs[-1]["end"] is not None:
+            return None
+        done = epochs_done(trial)
+        first = epochs_at_first_sight.setdefault(segs[-1]["segment"], done)
+        return segs[-1] if done > first else None
+
+    for _ in range(10):
+        segment = wait_for("a segment that trains", training, 300, proc)
+        job_id = segment["slurm_job_id"]
+        if subprocess.run(["scontrol", "requeue", job_id], capture_output=True).returncode == 0:
+            return job_id
+        wait_for("the segment's end", lambda: segments(root, trial.name)[-1]["end"], 120, proc)
+    raise AssertionError("the job was never found running to be requeued")
+
+
 def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(tmp_path):
-    """1-minute SLURM limit, one `scontrol requeue` after the first epoch: the 2-rank trial
-    continues in its requeued job until done, and its metrics equal the local 2-rank run."""
+    """1-minute SLURM limit, one `scontrol requeue` once it trains: the 2-rank trial continues in
+    its requeued job until done, and its metrics equal the local 2-rank run (run beside it:
+    the steps wait more than they compute)."""
     root = tmp_path / "slurm" / "results" / "ddp"
-    config = ddp_config(root.parent, margin_s=MARGIN_S)
+    config = paced_config(root.parent)
+    local_config = paced_config(tmp_path / "local" / "results")
+    local = run_in_background(lambda: run_workflow(tmp_path / "local", local_config, env=ENV))
     proc = start_controller(tmp_path / "slurm", config, *SLURM_ARGS)
     try:
         trial = wait_for(
@@ -82,17 +121,14 @@ def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(t
             180,
             proc,
         ).parent
-        wait_for("an epoch", lambda: epochs_done(trial) >= 1, 180, proc)
-        job_id = segments(root, trial.name)[0]["slurm_job_id"]
-        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        job_id = requeue_while_training(root, trial, proc)
         assert proc.wait(timeout=900) == 0, (tmp_path / "slurm" / "controller.log").read_text()[
             -5000:
         ]
     finally:
         if proc.poll() is None:
             proc.kill()
-    config["results_dir"] = str(tmp_path / "local" / "results")
-    run_workflow(tmp_path / "local", config, env=ENV)
+    local()
     local_root = tmp_path / "local" / "results" / "ddp"
 
     (record,) = records(root, EPOCHS).values()
@@ -101,16 +137,23 @@ def test_a_two_rank_trial_over_time_limits_and_a_requeue_matches_the_local_run(t
     assert record["history"] == local["history"]  # every epoch's metrics, bit for bit
     assert read_leaderboard(root)[0]["final"] == read_leaderboard(local_root)[0]["final"]
     segs = segments(root, trial.name)
-    assert len(segs) >= 3 and no_overlap(segs)  # the requeue, then at least one time limit
+    assert len(segs) >= 3 and no_overlap(segs)  # the requeue, and at least one time limit
     assert {s["slurm_job_id"] for s in segs} == {job_id}  # all in the one requeued job
     sections = log_sections(Path(record["log"]))
-    assert "received SIGTERM" in sections[0]
-    # A deadline stop, not a signal, on whichever rank found first that no step fits.
-    assert all(not s["end"]["stop_requested"] for s in segs[1:-1])
-    assert any("cannot fit another step" in s for s in sections[1:-1])
+    assert len(sections) == len(segs)
+    (requeued,) = [i for i, text in enumerate(sections) if "received SIGTERM" in text]
+    assert segs[requeued]["end"]["stop_requested"]
+    # The others that went on: a deadline stop, not a signal, on whichever rank found first
+    # that no step fits.
+    stopped = [i for i in range(len(segs) - 1) if i != requeued]
+    assert stopped, "at least one segment ended at the time limit"
+    assert all(not segs[i]["end"]["stop_requested"] for i in stopped)
+    assert all("cannot fit another step" in sections[i] for i in stopped)
     assert all("[snakesweep] resumed from ckpt-" in s for s in sections[1:])
-    assert all(s["end"]["exit_code"] == 75 for s in segs[1:-1])
+    assert all(s["end"]["exit_code"] == 75 for s in segs[:-1])
     assert segs[-1]["end"]["outcome"] == "completed"
+    state, _ = load_latest(trial / "checkpoints")
+    assert len(state["ranks"]) == 2
 
 
 def test_a_crashing_rank_is_recorded_failed_at_once(tmp_path):
@@ -147,7 +190,7 @@ sys.exit(decided.code)
 def test_the_multi_node_launch_path_gives_the_local_result(tmp_path):
     """The ranks as `srun` tasks (what nodes > 1 uses; here 2 tasks on the one node), rank
     from SLURM_PROCID and rank 0's host from scontrol: metrics equal the local spawner's."""
-    params = {"epochs": 2, "batch_size": 16, "width": 32, "dropout": 0.1, "lr": 0.01, "seed": 3}
+    params = {"epochs": 2, "batch_size": 128, "width": 32, "dropout": 0.1, "lr": 0.01, "seed": 3}
     train = str(REPO / "scripts" / "train.py")
     script = tmp_path / "srun_job.py"
     script.write_text(SRUN_JOB.format(trial=str(tmp_path / "srun"), params=params, train=train))

@@ -3,6 +3,9 @@
 import os
 import sys
 
+from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.io import checkpoint_target
+
 from snakesweep.store import contract
 from snakesweep.job.warm_start import owner_token
 from snakesweep.cluster.layout import ProcessLayout
@@ -48,12 +51,29 @@ def round_file(k):
     return f"{ROOT}/{ROUND_PATH.format(round=k)}"
 
 
+def checkpoint_json(checkpoint, read=read_json, **wildcards):
+    """What a checkpoint job wrote, read in an input function. Snakemake says "incomplete"
+    until the job has run; a file that is gone again (Snakemake removes a checkpoint's output
+    before it runs the job again, and its list of created outputs can lag behind) is
+    incomplete too. A file that is there but unreadable stops the run with its name."""
+    path = checkpoint.get(**wildcards).output[0]
+    if not os.path.exists(path):
+        raise IncompleteCheckpointException(checkpoint.rule, checkpoint_target(path))
+    data = read(path)
+    if data is None:
+        raise ValueError(
+            f"{path}: not the decision its rule '{checkpoint.rule.name}' writes (edited or "
+            "damaged?); delete it and run again, and Snakemake remakes it from the records"
+        )
+    return data
+
+
 def bracket_trial_ids(bracket):
     """The trials of a bracket. With a model-based strategy a bracket is a round: known at
     parse time (round 0, written rounds) or read from its checkpoint's round file."""
     if SWEEP.rounds is None or bracket in SWEEP.rounds.known:
         return list(SWEEP.brackets[bracket].trial_ids)
-    data = read_round(checkpoints.suggest_round.get(round=bracket).output[0])
+    data = checkpoint_json(checkpoints.suggest_round, read_round, round=bracket)
     for entry in data["trials"]:
         ROUND_TRIALS[entry["trial_id"]] = (bracket, entry["params"])
     return [entry["trial_id"] for entry in data["trials"]]
@@ -142,8 +162,8 @@ def alive_trials(bracket, rung):
     """Trials of a bracket that train at this rung: all at rung 0, then the promoted ones."""
     if rung == 0:
         return bracket_trial_ids(bracket)
-    decision = checkpoints.promote_rung.get(bracket=bracket, rung=rung - 1).output[0]
-    return read_json(decision)["promoted"]
+    decision = checkpoint_json(checkpoints.promote_rung, bracket=bracket, rung=rung - 1)
+    return decision["promoted"]
 
 
 def rung_records(bracket, rung):

@@ -36,9 +36,7 @@ def params_in_generation(trial_id, generation):
     if generation == 0 or PBT.schedule is not None:
         return scheduled_params(start, PBT, generation)
     # Raises Snakemake's "incomplete checkpoint" until the decision exists, as the input does.
-    decision = read_json(
-        checkpoints.pbt_generation.get(generation=generation - 1).output[0]
-    )
+    decision = checkpoint_json(checkpoints.pbt_generation, generation=generation - 1)
     return next(m["params"] for m in decision["members"] if m["member"] == trial_id)
 
 
