@@ -179,9 +179,10 @@ SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
 #: one worker, one after another. Two groups share the one small cluster at a time; every
 #: assertion about time there is measured from its own job's start and end.
 SLURM_FILES = {
-    "test_slurm.py": "slurm",
-    "test_slurm_ddp.py": "slurm-ddp-pbt",
-    "test_slurm_pbt.py": "slurm-ddp-pbt",
+    "test_slurm.py": "slurm-a",
+    "test_slurm_limits.py": "slurm-b",
+    "test_slurm_ddp.py": "slurm-b",
+    "test_slurm_pbt.py": "slurm-b",
 }
 
 
