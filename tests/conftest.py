@@ -174,7 +174,7 @@ GATES = {
 
 #: Test files whose tests share one expensive module-scoped fixture (a sweep, a zygote): each
 #: runs on one worker, so that ``pytest -n`` builds it once.
-SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py"}
+SHARED_FIXTURE_FILES = {"test_user_script.py", "test_ddp.py", "test_pbt_workflow.py"}
 #: The files of the Slurm tests and the worker group each runs in: the tests of a group run on
 #: one worker, one after another. Two groups share the one small cluster at a time; every
 #: assertion about time there is measured from its own job's start and end.
