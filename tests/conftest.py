@@ -208,12 +208,21 @@ def pytest_xdist_make_scheduler(config, log):
     return SweepScheduling(config, log)
 
 
+def _queue_position(item) -> int:
+    if item.path.name in SLURM_FILES:
+        return 0
+    if item.path.name in SHARED_FIXTURE_FILES:
+        return 1
+    return 2 if "e2e" in item.keywords else 3
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip (or, where required, refuse) what needs a Slurm or a browser that is not there; a
     Slurm test outside :data:`SLURM_FILES` would escape the one-worker rule, so it is refused.
 
-    The Slurm groups come first, then the shared-fixture files: workers take groups in this
-    order, and the longest chains of tests must start first or they end the run last."""
+    The Slurm groups come first, then the shared-fixture files, then the end-to-end tests,
+    then the rest: workers take work in this order, and the longest chains and tests must start
+    first, or they end the run last while the other workers idle."""
     strays = sorted(
         item.nodeid
         for item in items
@@ -221,15 +230,7 @@ def pytest_collection_modifyitems(config, items):
     )
     if strays:
         raise pytest.UsageError(f"Slurm tests outside {sorted(SLURM_FILES)}: {strays}")
-    items.sort(
-        key=lambda item: (
-            0
-            if item.path.name in SLURM_FILES
-            else 1
-            if item.path.name in SHARED_FIXTURE_FILES
-            else 2
-        )
-    )
+    items.sort(key=_queue_position)
     for marker, (available, require) in GATES.items():
         needs = [item for item in items if marker in item.keywords]
         if not needs:

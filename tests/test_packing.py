@@ -73,6 +73,7 @@ def test_slots_waves_and_each_slots_share_of_the_job():
 
 
 # -- real workflow runs ------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_packed_demo_sweep_equals_unpacked_and_growing_retrains_nothing(tmp_path):
     env = {"OMP_NUM_THREADS": "1"}
     base = demo_config(n_trials=3, epochs=2, sweep="demo", results_dir="results")
@@ -98,6 +99,7 @@ def test_packed_demo_sweep_equals_unpacked_and_growing_retrains_nothing(tmp_path
     assert histories(packed, 2) == histories(plain, 2)
 
 
+@pytest.mark.e2e
 def test_a_packed_trial_continues_after_its_time_limit_and_a_crashing_member_fails_alone(
     tmp_path,
 ):
@@ -135,6 +137,7 @@ def test_a_packed_trial_continues_after_its_time_limit_and_a_crashing_member_fai
 
 
 @pytest.mark.parametrize("method", ["sha", "hyperband"])
+@pytest.mark.e2e
 def test_packed_rungs_make_the_same_promotions_and_leaderboard(tmp_path, method):
     values = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g" * 7]
     config = echo_config(
@@ -176,6 +179,7 @@ def test_a_member_gets_one_trials_threads_not_the_packs():
     assert _member_env({"CUDA_VISIBLE_DEVICES": "0,1"}, 1, 1, 1)["CUDA_VISIBLE_DEVICES"] == "1"
 
 
+@pytest.mark.e2e
 def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
     """ASHA has no rungs in the DAG: pack members report at each rung and stop themselves.
 
@@ -210,6 +214,7 @@ def test_packed_asha_trials_prune_themselves_at_their_rungs(tmp_path):
             assert (row["status"], row["epochs_done"]) == ("completed", "4")
 
 
+@pytest.mark.e2e
 def test_a_pack_job_asks_for_the_members_that_train_at_once(tmp_path):
     """pack 3, 2 at a time: a full pack asks 2 trials' CPUs and memory for 2 segments' time;
     the partial last pack (1 member) one trial's."""
