@@ -63,6 +63,19 @@ def assert_same_model(a: Path, b: Path) -> None:
         assert torch.equal(tensor, sb["objects"]["model"][name]), name
 
 
+def assert_same_population(reference: Path, root: Path, config: dict) -> None:
+    """The same decisions, and for every member the same history, lineage and final weights,
+    byte for byte, as the population in ``reference``."""
+    for g in range(GENERATIONS - 1):
+        name = f"generations/gen-{g}.json"
+        assert (root / name).read_bytes() == (reference / name).read_bytes()
+    for tid in build_sweep(config).trials:
+        a, b = reference / "trials" / tid, root / "trials" / tid
+        assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
+        assert (a / "lineage.json").read_bytes() == (b / "lineage.json").read_bytes()
+        assert_same_model(a, b)
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     base = tmp_path_factory.mktemp("pbt")
@@ -137,14 +150,7 @@ def test_a_sigtermed_member_and_a_sigkilled_controller_change_nothing(population
     # A member was stopped in the middle of epoch 2 by SIGTERM (before or after the kill).
     assert (tmp_path / "sigterm-sent").exists()
 
-    for g in range(GENERATIONS - 1):
-        name = f"generations/gen-{g}.json"
-        assert (root / name).read_bytes() == (reference / name).read_bytes()
-    for tid in build_sweep(config).trials:
-        a, b = reference / "trials" / tid, root / "trials" / tid
-        assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
-        assert (a / "lineage.json").read_bytes() == (b / "lineage.json").read_bytes()
-        assert_same_model(a, b)
+    assert_same_population(reference, root, config)
 
 
 def test_best_yaml_and_a_clones_schedule_replay_bit_for_bit(population):
@@ -185,12 +191,5 @@ def test_packed_generations_equal_the_unpacked_population(population, tmp_path):
     assert [p.split("-pack")[0] for p in packs] == [
         f"bracket0-rung{g}" for g in range(GENERATIONS) for _ in range(2)
     ], packs
-    for g in range(GENERATIONS - 1):
-        name = f"generations/gen-{g}.json"
-        assert (root / name).read_bytes() == (reference / name).read_bytes()
-    for tid in build_sweep(config).trials:
-        a, b = reference / "trials" / tid, root / "trials" / tid
-        assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
-        assert (a / "lineage.json").read_bytes() == (b / "lineage.json").read_bytes()
-        assert_same_model(a, b)
+    assert_same_population(reference, root, config)
     assert (root / "plots" / "population.svg").stat().st_size > 0
