@@ -13,8 +13,10 @@ tested without processes; the collectives with real gloo ranks (tests/test_ddp.p
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +77,23 @@ def own_state(checkpoint: Mapping[str, Any], info: RankInfo) -> Mapping[str, Any
     return states[info.rank] if states else checkpoint
 
 
+def leave_group_at_exit() -> None:
+    """Destroy the process group while the interpreter is still whole, on a clean exit.
+
+    Left to the interpreter's own teardown, gloo's worker threads may still hold work whose
+    tensors are freed after Python is gone: the rank then aborts ("terminate called without
+    an active exception", exit -6) after it saved and asked to continue, and the launcher
+    records -6 where every rank exited 75 (pytorch/pytorch#190489). After an uncaught
+    exception the group is left alone: a peer may be stuck in a collective with this rank,
+    and destroying would wait on that work until the launcher kills both, hiding the error.
+    """
+    import torch.distributed as dist
+
+    crashed = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if dist.is_available() and dist.is_initialized() and crashed is None:
+        dist.destroy_process_group()
+
+
 class Ranks:
     """Collectives over the trial's processes; identities when there is only one."""
 
@@ -118,6 +137,8 @@ class Ranks:
                 timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
             )
         self.backend = dist.get_backend()
+        atexit.unregister(leave_group_at_exit)  # once, however many sessions started
+        atexit.register(leave_group_at_exit)
         self._device = (
             torch.device("cuda", torch.cuda.current_device())
             if self.backend == "nccl"
