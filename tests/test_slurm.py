@@ -329,22 +329,23 @@ def test_a_killed_controller_restarts_without_training_anything_twice(tmp_path):
     started (after --unlock, as Snakemake asks). Finished trials do not run again, the trial
     whose old job still runs is waited for (per-trial lock) and never trained by two jobs at
     once, the cancelled one resumes from its checkpoint, and the leaderboard is complete.
-    LONG: ~1.5-2 min."""
+    The trials train tests/fixtures/paced_train.py, whose steps take a set wall time, so which
+    trial is finished or mid-training when the controller dies follows from the clock, not
+    from how busy the machine is. ~1 min."""
     config = {
         "sweep": "kill",
         "results_dir": str(tmp_path / "results"),
-        "script": str(REPO / "scripts" / "train.py"),
-        "metric": "val_accuracy",
-        "mode": "max",
+        "script": str(REPO / "tests" / "fixtures" / "paced_train.py"),
+        "metric": "val_mse",
+        "mode": "min",
         "epochs": 6,
         "strategy": "grid",
         "parameters": {
-            "lr": {"kind": "fixed", "value": 0.001},
-            "depth": {"kind": "fixed", "value": 3},
-            "width": {"kind": "fixed", "value": 1024},
-            # ~1 s, ~10 s and ~20 s of training: whatever order Slurm starts them in, one
-            # finishes while another still trains.
-            "batch_size": {"kind": "grid", "values": [256, 16, 8]},
+            "lr": {"kind": "fixed", "value": 0.003},
+            "batch_size": {"kind": "fixed", "value": 64},
+            # 36 steps: ~1 s, ~14 s and ~29 s of training whatever the load: whatever order
+            # Slurm starts them in, one finishes while another still trains.
+            "step_seconds": {"kind": "grid", "values": [0.02, 0.4, 0.8]},
         },
         "resources": {"runtime": 10, "mem_mb": 1000, "cpus": 1, "gpus": 0},
         "checkpoint": {"every_steps": 0, "every_seconds": 5, "keep": 2},
@@ -354,15 +355,15 @@ def test_a_killed_controller_restarts_without_training_anything_twice(tmp_path):
     try:
 
         def trials_by_state():
-            """Finished trials, and slow ones (batch size <= 16) mid-training, slowest first."""
+            """Finished trials, and slow ones (step_seconds >= 0.4) mid-training, slowest first."""
             done, training = [], []
             for trial in (root / "trials").glob("*"):
                 if list(trial.glob("result-*.json")):
                     done.append(trial.name)
                 elif epochs_done(trial) >= 1:
-                    batch = read_json(trial / "params.json")["params"]["batch_size"]
-                    if batch <= 16:
-                        training.append((batch, trial.name))
+                    step_s = read_json(trial / "params.json")["params"]["step_seconds"]
+                    if step_s >= 0.4:
+                        training.append((-step_s, trial.name))
             training = [t for _, t in sorted(training)]
             return (done, training) if len(done) >= 1 and len(training) >= 1 else None
 
