@@ -2,13 +2,13 @@
 how a rank leaves its process group at exit (2 real gloo processes)."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from snakesweep.job.spawn import free_port, rank_env
 from snakesweep.session.ranks import RankInfo, Ranks, own_state
 
 
@@ -93,14 +93,11 @@ def test_a_rank_leaves_its_group_before_the_interpreter_ends_unless_it_crashed(
     is left alone, since a peer may still be in a collective with this rank."""
     script = tmp_path / "rank.py"
     script.write_text(LEAVING_RANK)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    port = free_port()
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), ending],
-            env={**env, "RANK": str(rank), "OMP_NUM_THREADS": "1"},
+            env=rank_env(os.environ, rank, 2, port, threads=1),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
